@@ -1,0 +1,1 @@
+"""Learning blocks: classifiers, regression, anomaly detection and transfer learning."""
