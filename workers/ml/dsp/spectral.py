@@ -1,0 +1,178 @@
+"""The spectral analysis block: filtered-signal statistics, spectral peaks and band powers per axis.
+
+Per axis, after scaling: the mean is removed; an optional Butterworth low- or high-pass filter
+(causal, second-order sections, so a microcontroller computes the same thing); RMS, skewness and
+excess kurtosis of the filtered signal; then a Welch power spectral density (Hann window of
+fft_length, 50 % overlap, density scaling g^2/Hz, as scipy.signal.welch) from which come the
+`spectral_peaks_count` highest local maxima above `spectral_peaks_threshold` (frequency, PSD) and
+the power (PSD x bin width, summed) in each band. A window shorter than fft_length is zero-padded
+to it. With `do_log`, peak heights and band powers are log10 (floored at 1e-10).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal as sps
+
+from workers.ml.dsp.common import (
+    DspParamError,
+    as_time_series,
+    check_ranges,
+    moments,
+    param,
+    require_frequency,
+    require_power_of_two,
+    time_series_shape,
+)
+
+TITLE = "Spectral analysis"
+IMPLEMENTATION_VERSION = 1
+LOG_FLOOR = 1e-10
+
+
+@dataclass(frozen=True)
+class Params:
+    """Parameters of spectral analysis (defaults suit 100 Hz accelerometer windows of 2 s)."""
+
+    scale_axes: float = param(1.0, min=-1e6, max=1e6, help="Multiply every value by this first")
+    filter_type: str = param("low", choices=("none", "low", "high"), help="Butterworth filter")
+    filter_cutoff: float = param(3.0, min=0.0, exclusive_min=True, help="Cut-off frequency (Hz)")
+    filter_order: int = param(6, min=1, max=12, help="Filter order")
+    fft_length: int = param(128, min=8, max=4096, help="FFT length (power of two)")
+    spectral_peaks_count: int = param(3, min=0, max=32, help="Number of spectral peaks")
+    spectral_peaks_threshold: float = param(0.1, min=0.0, help="Minimum PSD of a peak")
+    spectral_power_edges: tuple[float, ...] = param(
+        (0.1, 0.5, 1.0, 2.0, 5.0), min=0.0, help="Band edges (Hz); empty for even bands"
+    )
+    spectral_power_bands: int = param(4, min=1, max=64, help="Even bands 0..Nyquist if no edges")
+    do_log: bool = param(False, help="log10 of peak heights and band powers")
+
+
+def band_edges(params: Params, frequency: float) -> np.ndarray:
+    if params.spectral_power_edges:
+        return np.asarray(params.spectral_power_edges, dtype=np.float64)
+    return np.linspace(0.0, frequency / 2.0, params.spectral_power_bands + 1)
+
+
+def filter_sos(params: Params, frequency: float) -> np.ndarray:
+    """Second-order sections [n, 6] of the filter (empty for none); the C block gets these too."""
+    if params.filter_type == "none":
+        return np.zeros((0, 6))
+    btype = "lowpass" if params.filter_type == "low" else "highpass"
+    return sps.butter(
+        params.filter_order, params.filter_cutoff, btype=btype, fs=frequency, output="sos"
+    )
+
+
+def per_axis_count(params: Params, frequency: float) -> int:
+    return 3 + 2 * params.spectral_peaks_count + len(band_edges(params, frequency)) - 1
+
+
+def validate(params: Params, *, input_shape: tuple, frequency: float) -> None:
+    check_ranges(params)
+    require_frequency(frequency)
+    time_series_shape(input_shape)
+    if params.scale_axes == 0:
+        raise DspParamError("scale_axes must not be zero")
+    require_power_of_two("fft_length", params.fft_length)
+    nyquist = frequency / 2.0
+    if params.filter_type != "none" and params.filter_cutoff >= nyquist:
+        raise DspParamError(
+            f"filter_cutoff {params.filter_cutoff} Hz must be below the Nyquist frequency {nyquist} Hz"
+        )
+    edges = params.spectral_power_edges
+    if edges:
+        if len(edges) < 2:
+            raise DspParamError("spectral_power_edges needs at least two edges")
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise DspParamError(f"spectral_power_edges must increase, got {list(edges)}")
+        if edges[-1] > nyquist:
+            raise DspParamError(
+                f"spectral_power_edges {edges[-1]} Hz is above the Nyquist frequency {nyquist} Hz"
+            )
+
+
+def welch_psd(x: np.ndarray, fft_length: int, frequency: float) -> np.ndarray:
+    """One-sided Welch PSD of the columns of x [n, axes] -> [fft_length/2+1, axes]."""
+    n = x.shape[0]
+    if n < fft_length:
+        x = np.concatenate([x, np.zeros((fft_length - n, x.shape[1]))])
+        n = fft_length
+    step = fft_length // 2
+    segments = 1 + (n - fft_length) // step
+    idx = np.arange(fft_length)[None, :] + step * np.arange(segments)[:, None]
+    win = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(fft_length) / fft_length)  # periodic Hann
+    seg = x[idx] * win[None, :, None]  # [segments, fft, axes]
+    spec = np.fft.rfft(seg, axis=1)
+    psd = (spec.real**2 + spec.imag**2).mean(axis=0) / (frequency * (win * win).sum())
+    psd[1 : (fft_length + 1) // 2] *= 2.0  # fold negative frequencies (not DC, not Nyquist)
+    return psd
+
+
+def peaks(psd: np.ndarray, count: int, threshold: float, df: float) -> np.ndarray:
+    """[count, 2] (frequency, height) of the highest local maxima above threshold, zero-filled."""
+    out = np.zeros((count, 2))
+    if count == 0:
+        return out
+    inner = psd[1:-1]
+    is_peak = (inner > psd[:-2]) & (inner >= psd[2:]) & (inner > threshold)
+    where = np.nonzero(is_peak)[0] + 1
+    # stable sort on -height so equal heights keep the lower frequency first (the C code agrees)
+    where = where[np.argsort(-psd[where], kind="stable")][:count]
+    out[: len(where), 0] = where * df
+    out[: len(where), 1] = psd[where]
+    return out
+
+
+def band_powers(psd: np.ndarray, edges: np.ndarray, df: float) -> np.ndarray:
+    freqs = np.arange(len(psd)) * df
+    result = np.zeros(len(edges) - 1)
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        last = i == len(edges) - 2
+        mask = (freqs >= lo) & ((freqs <= hi) if last else (freqs < hi))
+        result[i] = psd[mask].sum() * df
+    return result
+
+
+def features(window: np.ndarray, params: Params, *, frequency: float) -> np.ndarray:
+    """Per axis: rms, skewness, kurtosis, peaks (freq, height)..., band powers..."""
+    x = as_time_series(window) * params.scale_axes
+    x = x - x.mean(axis=0)
+    sos = filter_sos(params, frequency)
+    if len(sos):
+        x = sps.sosfilt(sos, x, axis=0)
+    _, _std, skew, kurt = moments(x)
+    rms = np.sqrt((x * x).mean(axis=0))
+    psd = welch_psd(x, params.fft_length, frequency)
+    df = frequency / params.fft_length
+    edges = band_edges(params, frequency)
+    out = []
+    for a in range(x.shape[1]):
+        pk = peaks(psd[:, a], params.spectral_peaks_count, params.spectral_peaks_threshold, df)
+        bp = band_powers(psd[:, a], edges, df)
+        if params.do_log:
+            pk[:, 1] = np.log10(np.maximum(pk[:, 1], LOG_FLOOR))
+            bp = np.log10(np.maximum(bp, LOG_FLOOR))
+        out.append(np.concatenate([[rms[a], skew[a], kurt[a]], pk.reshape(-1), bp]))
+    return np.concatenate(out).astype(np.float32)
+
+
+def output_shape(params: Params, *, input_shape: tuple, frequency: float) -> tuple:
+    _, n_axes = time_series_shape(input_shape)
+    return (n_axes * per_axis_count(params, frequency),)
+
+
+def feature_names(
+    params: Params, *, axes: list[str], input_shape: tuple, frequency: float
+) -> list[str]:
+    edges = band_edges(params, frequency)
+    names = []
+    for axis in axes:
+        names += [f"{axis} rms", f"{axis} skewness", f"{axis} kurtosis"]
+        for i in range(params.spectral_peaks_count):
+            names += [f"{axis} peak {i + 1} freq", f"{axis} peak {i + 1} height"]
+        names += [f"{axis} power {lo:g}-{hi:g} Hz" for lo, hi in itertools.pairwise(edges)]
+    return names
