@@ -318,6 +318,31 @@ def build_backbone(input_shape: tuple[int, int, int], weights_path: str | os.Pat
     return model
 
 
+def set_trainable_blocks(backbone, last_blocks: int) -> int:
+    """Freeze the backbone except its last ``last_blocks`` MBConv blocks (0..16) and the head conv.
+
+    ``last_blocks=0`` freezes everything (feature extraction). Batch-norm layers
+    stay frozen in every case: with a few hundred images their statistics would
+    drift away from ImageNet's and wreck the features. Returns the number of
+    trainable weight tensors.
+    """
+    if not 0 <= last_blocks <= NUM_BLOCKS:
+        raise ValueError(f"last_blocks must be in 0..{NUM_BLOCKS}, got {last_blocks}")
+    first = NUM_BLOCKS - last_blocks
+    backbone.trainable = True
+    for layer in backbone.layers:
+        name = layer.name
+        if name.startswith("block"):
+            index = int(name[len("block") :].split("_", 1)[0])
+            train = last_blocks > 0 and index >= first
+        else:
+            train = last_blocks > 0 and name.startswith("head_")
+        if "_bn" in name or name.endswith("bn"):
+            train = False
+        layer.trainable = train
+    return len(backbone.trainable_weights)
+
+
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.ml.learn.efficientnet_lite")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -137,6 +137,8 @@ def _load_pickle(unpickler: _RestrictedUnpickler) -> Any:
     except EOFError:
         raise PthError(f"{unpickler.source}: truncated (file ends inside a pickle)") from None
     except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        if "truncated" in str(e):
+            raise PthError(f"{unpickler.source}: truncated (file ends inside a pickle)") from None
         raise PthError(f"{unpickler.source}: not a readable pickle ({e})") from None
 
 
