@@ -219,6 +219,15 @@ def check_mel(
         raise DspParamError(
             f"num_filters {num_filters} is more than the {bins} FFT bins of fft_length {fft_length}"
         )
+    empty = np.nonzero(
+        mel_filterbank(num_filters, fft_length, frequency, low_frequency, high).sum(axis=1) == 0
+    )[0]
+    if len(empty):
+        # an empty filter's energy is always zero: a feature that carries nothing
+        raise DspParamError(
+            f"num_filters {num_filters} is too many for fft_length {fft_length} between "
+            f"{low_frequency} and {high} Hz: filter {int(empty[0])} covers no FFT bin"
+        )
     return high
 
 
