@@ -1,0 +1,84 @@
+"""Websocket consumers for browsers: a job's live progress and a project's events.
+
+Protocol (server → browser, JSON text frames):
+  {"type": "state", "job": {...}}            full state, sent on connect and on every status change
+  {"type": "progress", "progress": 0.4, "message": "...", "log": "...", "metrics": {...}}
+Close codes: 4401 not signed in, 4404 no such job/project (or not a member).
+Device websockets are a separate protocol (projects/device_consumer.py, docs/device-protocol.md).
+"""
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from .models import Job, Membership
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+@database_sync_to_async
+def _job_state_for(user, job_id: int) -> dict | None:
+    from workers.progress import job_state
+
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not Membership.objects.filter(project_id=job.project_id, user=user).exists():
+        return None
+    return job_state(job)
+
+
+@database_sync_to_async
+def _is_member(user, project_id: int) -> bool:
+    return Membership.objects.filter(project_id=project_id, user=user).exists()
+
+
+class JobConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        user = self.scope.get("user")
+        self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
+        self.group = None
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        state = await _job_state_for(user, self.job_id)
+        if state is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = f"job-{self.job_id}"
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        # Read again after joining the group, so no event between the read and the join is missed.
+        await self.send_json({"type": "state", "job": await _job_state_for(user, self.job_id)})
+
+    async def disconnect(self, code):
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def job_event(self, message):
+        await self.send_json(message["event"])
+
+
+class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
+    """Project-wide events (new samples, devices online/offline, remote sampling steps)."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        self.project_id = int(self.scope["url_route"]["kwargs"]["project_id"])
+        self.group = None
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not await _is_member(user, self.project_id):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = f"project-{self.project_id}"
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "hello", "project": self.project_id})
+
+    async def disconnect(self, code):
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def project_event(self, message):
+        await self.send_json(message["event"])

@@ -1,0 +1,17 @@
+"""URL table of the HTML pages (each area's module adds its own list here)."""
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("signup", views.signup, name="signup"),
+    path("login", auth_views.LoginView.as_view(), name="login"),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.dashboard, name="dashboard"),
+    path("projects/<int:project_id>/", views.project_overview, name="project"),
+    path("projects/<int:project_id>/members", views.members, name="members"),
+    path("projects/<int:project_id>/keys", views.api_keys, name="api-keys-page"),
+    path("projects/<int:project_id>/settings", views.project_settings, name="project-settings"),
+    path("projects/<int:project_id>/delete", views.project_delete, name="project-delete"),
+]

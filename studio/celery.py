@@ -1,0 +1,16 @@
+"""The Celery application: broker and results on Redis, tasks in workers/tasks.py."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+
+app = Celery("studio")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers"], related_name="tasks")
+
+
+@app.task(name="studio.ping")
+def ping() -> str:
+    """Round-trip check used by /healthz and the tests."""
+    return "pong"
