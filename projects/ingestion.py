@@ -102,7 +102,7 @@ _EXTENSIONS: dict[str, Format] = {
 
 _SIGNATURE_ZEROS = "0" * 64
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-# A CSV step may differ from the mean interval by 10 % or 1 ms, whichever is larger: loggers
+# A CSV step may differ from the median interval by 10 % or 1 ms, whichever is larger: loggers
 # that write whole milliseconds (e.g. 62.5 Hz as 16, 16, 15, 16 ms) are still regular.
 CSV_INTERVAL_TOLERANCE = 0.10
 CSV_INTERVAL_TOLERANCE_MS = 1.0
@@ -517,15 +517,17 @@ def _parse_csv(data: bytes, limits: Limits) -> TimeSeries:
     if np.any(steps <= 0):
         row = int(np.argmax(steps <= 0)) + 3
         raise IngestionError(f"CSV timestamps must increase; row {row} does not")
-    interval = float((timestamps[-1] - timestamps[0]) / (len(timestamps) - 1))
-    tolerance = max(CSV_INTERVAL_TOLERANCE * interval, CSV_INTERVAL_TOLERANCE_MS)
-    off = np.abs(steps - interval) > tolerance
+    # The median step is the recorder's rhythm; one late row cannot drag it the way a mean would.
+    usual = float(np.median(steps))
+    tolerance = max(CSV_INTERVAL_TOLERANCE * usual, CSV_INTERVAL_TOLERANCE_MS)
+    off = np.abs(steps - usual) > tolerance
     if off.any():
         row = int(np.argmax(off)) + 3
         raise IngestionError(
             f"CSV timestamps are irregular: row {row} is {steps[row - 3]:g} ms after the previous "
-            f"row, the mean interval is {interval:g} ms"
+            f"row, the usual interval is {usual:g} ms"
         )
+    interval = float((timestamps[-1] - timestamps[0]) / (len(timestamps) - 1))
     sensors = tuple(Sensor(header[i], "") for i in axis_cols)
     return TimeSeries(values=values, interval_ms=interval, sensors=sensors)
 
@@ -599,8 +601,46 @@ def _wav_series(pcm: bytes, fmt: tuple[int, int, int, int], limits: Limits) -> T
 # --- Images ------------------------------------------------------------------------------------
 
 
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG IHDR or a JPEG SOF marker, without touching PIL."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 1 if marker == 0xFF else 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        i += 2 + length
+    return None
+
+
+def _check_pixels(width: int, height: int, label: str, limits: Limits) -> None:
+    if width * height > limits.max_pixels:
+        raise IngestionError(
+            f"{label} image is {width}x{height} = {width * height} pixels, over the limit "
+            f"of {limits.max_pixels}",
+            status=413,
+        )
+
+
 def _parse_image(data: bytes, declared: Format, limits: Limits) -> tuple[Image, Format]:
     label = "JPEG" if declared == "jpeg" else "PNG"
+    size = _header_size(data)
+    if size is not None:
+        # Decided from the header bytes alone, before PIL allocates or decompresses anything.
+        _check_pixels(*size, label, limits)
     try:
         pil = PILImage.open(io.BytesIO(data), formats=["PNG", "JPEG"])
     except PILImage.DecompressionBombError as exc:
@@ -611,13 +651,7 @@ def _parse_image(data: bytes, declared: Format, limits: Limits) -> tuple[Image, 
         actual: Format = "jpeg" if pil.format == "JPEG" else "png"
         label = "JPEG" if actual == "jpeg" else "PNG"
         width, height = pil.size
-        # Decided from the header alone, before a single pixel is decompressed.
-        if width * height > limits.max_pixels:
-            raise IngestionError(
-                f"{label} image is {width}x{height} = {width * height} pixels, over the limit "
-                f"of {limits.max_pixels}",
-                status=413,
-            )
+        _check_pixels(width, height, label, limits)  # PIL has read the header, not the pixels
         if width < 1 or height < 1:
             raise IngestionError(f"corrupt {label} image: size {width}x{height}")
         try:
