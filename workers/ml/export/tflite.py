@@ -21,13 +21,18 @@ def export_tflite(model: keras.Model, *, quantize: bool, representative: np.ndar
     return optimize.to_tflite_int8(model, representative)
 
 
-def verify_tflite(model_bytes: bytes, keras_model: keras.Model, x: np.ndarray) -> dict:
+def verify_tflite(
+    model_bytes: bytes, keras_model: keras.Model, x: np.ndarray, *, tflm_tolerance_lsb: int = 2
+) -> dict:
     """Run the file on ``x`` and compare it with the Keras model (and, for int8, tflite-micro).
 
     Float file: max |LiteRT - Keras| and top-1 agreement. Int8 file: top-1 agreement
     and max LSB difference of LiteRT vs Keras (Keras scores quantized to the output
-    grid), and max LSB difference of tflite-micro vs LiteRT, which must be <= 1.
-    ``ok`` summarises: float within 1e-4, int8 with tflite-micro within 1 LSB.
+    grid), and max LSB difference of tflite-micro vs LiteRT.
+    ``ok`` summarises: float within 1e-4, int8 with tflite-micro within
+    ``tflm_tolerance_lsb``. Measured: FULLY_CONNECTED/CONV_2D outputs differ by at
+    most 1 LSB (the two runtimes round the requantization differently); SOFTMAX can
+    turn a 1-LSB logit difference into 2 LSB of its output, hence the default of 2.
     """
     x = np.asarray(x, dtype=np.float32)
     expected = np.asarray(keras_model.predict(x, verbose=0, batch_size=256), dtype=np.float32)
@@ -54,5 +59,5 @@ def verify_tflite(model_bytes: bytes, keras_model: keras.Model, x: np.ndarray) -
     report["max_lsb_diff_vs_keras"] = int(np.max(np.abs(litert - keras_q)))
     report["tflm_max_lsb_diff"] = int(np.max(np.abs(tflm - litert)))
     report["tflm_top1_agreement"] = float(np.mean(tflm.argmax(axis=1) == litert.argmax(axis=1)))
-    report["ok"] = report["tflm_max_lsb_diff"] <= 1
+    report["ok"] = report["tflm_max_lsb_diff"] <= tflm_tolerance_lsb
     return report

@@ -201,12 +201,11 @@ def train(
     predictions = model.predict(x[eval_idx], verbose=0, batch_size=256)
     if classify:
         metrics = classification_metrics(y[eval_idx], predictions.argmax(axis=1), labels)
-        eps = 1e-7
-        p_true = predictions[np.arange(len(eval_idx)), y[eval_idx]]
-        metrics["loss"] = float(-np.mean(np.log(np.clip(p_true, eps, 1.0))))
     else:
         metrics = regression_metrics(y[eval_idx], predictions)
-        metrics["loss"] = metrics["mse"]
+    # Keras computes the loss from the softmax's logits, so it matches val_loss exactly.
+    evaluated = model.evaluate(x[eval_idx], y[eval_idx], verbose=0, return_dict=True)
+    metrics["loss"] = float(evaluated["loss"])
     metrics["evaluated_on"] = "validation" if has_val else "training"
     metrics["epochs_run"] = len(fit.history.get("loss", []))
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
