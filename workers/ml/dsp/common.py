@@ -177,6 +177,14 @@ def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
+def mel_bin_edges(
+    num_filters: int, fft_length: int, frequency: float, low_hz: float, high_hz: float
+) -> np.ndarray:
+    """FFT bin of each triangle's edge, num_filters + 2 values (the C blocks get these)."""
+    mels = np.linspace(hz_to_mel(low_hz), hz_to_mel(high_hz), num_filters + 2)
+    return np.floor((fft_length + 1) * mel_to_hz(mels) / frequency)
+
+
 def mel_filterbank(
     num_filters: int, fft_length: int, frequency: float, low_hz: float, high_hz: float
 ) -> np.ndarray:
@@ -185,8 +193,7 @@ def mel_filterbank(
     Edges fall on FFT bins floor((N+1) f / fs), the convention of python_speech_features, so the
     energies agree with it to rounding.
     """
-    mels = np.linspace(hz_to_mel(low_hz), hz_to_mel(high_hz), num_filters + 2)
-    edges = np.floor((fft_length + 1) * mel_to_hz(mels) / frequency)
+    edges = mel_bin_edges(num_filters, fft_length, frequency, low_hz, high_hz)
     bins = np.arange(fft_length // 2 + 1, dtype=np.float64)[None, :]
     left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -45,7 +45,7 @@ class Params:
     spectral_peaks_count: int = param(3, min=0, max=32, help="Number of spectral peaks")
     spectral_peaks_threshold: float = param(0.1, min=0.0, help="Minimum PSD of a peak")
     spectral_power_edges: tuple[float, ...] = param(
-        (0.1, 0.5, 1.0, 2.0, 5.0), min=0.0, help="Band edges (Hz); empty for even bands"
+        (0.5, 1.5, 3.0, 5.0, 10.0), min=0.0, help="Band edges (Hz); empty for even bands"
     )
     spectral_power_bands: int = param(4, min=1, max=64, help="Even bands 0..Nyquist if no edges")
     do_log: bool = param(False, help="log10 of peak heights and band powers")
@@ -94,6 +94,15 @@ def validate(params: Params, *, input_shape: tuple, frequency: float) -> None:
                 f"spectral_power_edges {edges[-1]} Hz is above the Nyquist frequency {nyquist} Hz"
             )
 
+    for i, (a, b) in enumerate(band_bins(params, frequency)):
+        if a == b:
+            name = "spectral_power_edges" if edges else "spectral_power_bands"
+            lo, hi = band_edges(params, frequency)[i : i + 2]
+            raise DspParamError(
+                f"{name}: band {lo:g}-{hi:g} Hz holds no FFT bin at fft_length "
+                f"{params.fft_length} ({frequency / params.fft_length:g} Hz per bin)"
+            )
+
 
 def welch_psd(x: np.ndarray, fft_length: int, frequency: float) -> np.ndarray:
     """One-sided Welch PSD of the columns of x [n, axes] -> [fft_length/2+1, axes]."""
@@ -127,14 +136,22 @@ def peaks(psd: np.ndarray, count: int, threshold: float, df: float) -> np.ndarra
     return out
 
 
-def band_powers(psd: np.ndarray, edges: np.ndarray, df: float) -> np.ndarray:
-    freqs = np.arange(len(psd)) * df
-    result = np.zeros(len(edges) - 1)
-    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+def band_powers(psd: np.ndarray, bins: list[tuple[int, int]], df: float) -> np.ndarray:
+    return np.array([psd[a:b].sum() * df for a, b in bins])
+
+
+def band_bins(params: Params, frequency: float) -> list[tuple[int, int]]:
+    """[first, last + 1) PSD bins of each band; bands include their low edge, the last band
+    also its high edge."""
+    edges = band_edges(params, frequency)
+    freqs = np.arange(params.fft_length // 2 + 1) * (frequency / params.fft_length)
+    ranges = []
+    for i in range(len(edges) - 1):
         last = i == len(edges) - 2
-        mask = (freqs >= lo) & ((freqs <= hi) if last else (freqs < hi))
-        result[i] = psd[mask].sum() * df
-    return result
+        hi_ok = freqs <= edges[i + 1] if last else freqs < edges[i + 1]
+        idx = np.nonzero((freqs >= edges[i]) & hi_ok)[0]
+        ranges.append((int(idx[0]), int(idx[-1]) + 1) if len(idx) else (0, 0))
+    return ranges
 
 
 def features(window: np.ndarray, params: Params, *, frequency: float) -> np.ndarray:
@@ -148,11 +165,11 @@ def features(window: np.ndarray, params: Params, *, frequency: float) -> np.ndar
     rms = np.sqrt((x * x).mean(axis=0))
     psd = welch_psd(x, params.fft_length, frequency)
     df = frequency / params.fft_length
-    edges = band_edges(params, frequency)
+    bins = band_bins(params, frequency)
     out = []
     for a in range(x.shape[1]):
         pk = peaks(psd[:, a], params.spectral_peaks_count, params.spectral_peaks_threshold, df)
-        bp = band_powers(psd[:, a], edges, df)
+        bp = band_powers(psd[:, a], bins, df)
         if params.do_log:
             pk[:, 1] = np.log10(np.maximum(pk[:, 1], LOG_FLOOR))
             bp = np.log10(np.maximum(bp, LOG_FLOOR))

@@ -37,7 +37,7 @@ def output_digest(name: str) -> str:
 PINNED = {
     "raw": (1, "cfaf68d9fbe0723d"),
     "flatten": (1, "034e0ef0846724e9"),
-    "spectral-analysis": (1, "ee7b54924749461a"),
+    "spectral-analysis": (1, "cf050bba14d5282b"),
     "spectrogram": (1, "ee6f787c26f9a597"),
     "mfe": (1, "541d8c9fb11fcf1f"),
     "mfcc": (1, "e9312e7c10b50892"),

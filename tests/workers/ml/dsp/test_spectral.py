@@ -48,7 +48,13 @@ def reference(x: np.ndarray, p: spectral.Params, fs: float) -> np.ndarray:
 
 CASES = [
     spectral.Params(),
-    spectral.Params(filter_type="high", filter_cutoff=2.0, filter_order=4, fft_length=64),
+    spectral.Params(
+        filter_type="high",
+        filter_cutoff=2.0,
+        filter_order=4,
+        fft_length=64,
+        spectral_power_edges=(1.0, 4.0, 10.0, 20.0),
+    ),
     spectral.Params(
         filter_type="none", spectral_power_edges=(), spectral_power_bands=5, do_log=True
     ),
@@ -94,6 +100,11 @@ def test_a_sine_shows_its_frequency_as_the_first_peak() -> None:
         ({"spectral_power_edges": [1.0, 0.5]}, "spectral_power_edges"),
         ({"spectral_power_edges": [1.0, 80.0]}, "Nyquist"),
         ({"filter_type": "band"}, "filter_type"),
+        ({"spectral_power_edges": [0.1, 0.5, 1.0]}, "band 0.1-0.5 Hz holds no FFT bin"),
+        (
+            {"spectral_power_edges": [], "spectral_power_bands": 64, "fft_length": 64},
+            "spectral_power_bands",
+        ),
         ({"wavelet": "haar"}, "wavelet"),
     ],
 )
