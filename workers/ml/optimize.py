@@ -11,6 +11,8 @@ is; it compresses better (gzip, or a flash image compressor).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,7 +40,14 @@ def _batch_one(model: keras.Model) -> keras.Model:
 def to_tflite_float(model: keras.Model) -> bytes:
     """Convert to a float32 .tflite file (batch 1)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(_batch_one(model))
-    return bytes(converter.convert())
+    return _convert(converter)
+
+
+def _convert(converter) -> bytes:
+    # Keras' SavedModel export prints its signature to stdout on every conversion;
+    # it would flood the job log.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return bytes(converter.convert())
 
 
 def to_tflite_int8(model: keras.Model, representative: np.ndarray, max_samples: int = 200) -> bytes:
@@ -65,7 +74,7 @@ def to_tflite_int8(model: keras.Model, representative: np.ndarray, max_samples: 
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    return _convert(converter)
 
 
 def _prunable_kernels(model: keras.Model) -> list:
