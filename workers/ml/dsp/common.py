@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import field
@@ -185,6 +186,7 @@ def mel_bin_edges(
     return np.floor((fft_length + 1) * mel_to_hz(mels) / frequency)
 
 
+@functools.lru_cache(maxsize=32)
 def mel_filterbank(
     num_filters: int, fft_length: int, frequency: float, low_hz: float, high_hz: float
 ) -> np.ndarray:
@@ -201,7 +203,9 @@ def mel_filterbank(
         falling = np.where(
             (bins >= centre) & (bins < right), (right - bins) / (right - centre), 0.0
         )
-    return np.nan_to_num(rising + falling)
+    bank = np.nan_to_num(rising + falling)
+    bank.flags.writeable = False  # cached and shared: every window of a dataset uses one bank
+    return bank
 
 
 def check_mel(

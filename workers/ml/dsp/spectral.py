@@ -11,6 +11,7 @@ to it. With `do_log`, peak heights and band powers are log10 (floored at 1e-10).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -62,9 +63,15 @@ def filter_sos(params: Params, frequency: float) -> np.ndarray:
     if params.filter_type == "none":
         return np.zeros((0, 6))
     btype = "lowpass" if params.filter_type == "low" else "highpass"
-    return sps.butter(
-        params.filter_order, params.filter_cutoff, btype=btype, fs=frequency, output="sos"
-    )
+    return _butter_sos(params.filter_order, params.filter_cutoff, btype, frequency).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _butter_sos(order: int, cutoff: float, btype: str, frequency: float) -> np.ndarray:
+    # designing costs more than filtering a window: every window of a dataset shares one design
+    sos = sps.butter(order, cutoff, btype=btype, fs=frequency, output="sos")
+    sos.flags.writeable = False
+    return sos
 
 
 def per_axis_count(params: Params, frequency: float) -> int:
