@@ -1,4 +1,4 @@
-"""Parsing of uploaded sensor files (EI acquisition JSON/CBOR, CSV, WAV, JPEG, PNG) into sample payloads.
+"""Parsing of uploaded sensor files (EI JSON/CBOR, CSV, WAV, JPEG, PNG) into sample payloads.
 
 Pure functions, no Django models: the API passes in the bytes, the request's content type and file
 name, the project's HMAC key and the limits, and gets back a `ParsedSample` or an `IngestionError`
@@ -39,6 +39,7 @@ import csv
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import math
 import re
@@ -106,7 +107,8 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 # that write whole milliseconds (e.g. 62.5 Hz as 16, 16, 15, 16 ms) are still regular.
 CSV_INTERVAL_TOLERANCE = 0.10
 CSV_INTERVAL_TOLERANCE_MS = 1.0
-_CSV_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+# ASCII only: Python's \s and \d also match separators and digits float() treats differently.
+_CSV_NUMBER = re.compile(r"[ \t]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")
 
 MAX_LABEL_CHARS = 128
 MAX_FILE_NAME_CHARS = 255
@@ -289,16 +291,20 @@ def _load_json(data: bytes) -> Any:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise IngestionError(f"malformed JSON: not UTF-8 ({exc.reason} at byte {exc.start})")
+        raise IngestionError(
+            f"malformed JSON: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except IngestionError:
         raise
     except json.JSONDecodeError as exc:
-        raise IngestionError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        raise IngestionError(
+            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     except (ValueError, RecursionError) as exc:
         # ValueError: integers over Python's 4300-digit limit; RecursionError: absurd nesting.
-        raise IngestionError(f"malformed JSON: {type(exc).__name__}: {str(exc)[:200]}")
+        raise IngestionError(f"malformed JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def _load_cbor(data: bytes) -> Any:
@@ -306,13 +312,15 @@ def _load_cbor(data: bytes) -> Any:
     try:
         document = cbor2.CBORDecoder(stream).decode()
     except cbor2.CBORDecodeEOF as exc:
-        raise IngestionError(f"truncated CBOR: {exc}")
+        raise IngestionError(f"truncated CBOR: {exc}") from exc
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise IngestionError(f"malformed CBOR: {str(exc)[:200]}")
+        raise IngestionError(f"malformed CBOR: {str(exc)[:200]}") from exc
     except MemoryError:
-        raise IngestionError("malformed CBOR: a length in it is too large", status=413)
+        raise IngestionError("malformed CBOR: a length in it is too large", status=413) from None
     if stream.tell() != len(data):
-        raise IngestionError(f"malformed CBOR: {len(data) - stream.tell()} bytes after the document")
+        raise IngestionError(
+            f"malformed CBOR: {len(data) - stream.tell()} bytes after the document"
+        )
     return document
 
 
@@ -434,7 +442,7 @@ def _values(raw: Any, n_axes: int, limits: Limits) -> np.ndarray:
     try:
         values = np.array(rows, dtype=np.float64).reshape(len(raw), n_axes)
     except OverflowError:
-        raise IngestionError("'payload.values' holds an integer too large for a float")
+        raise IngestionError("'payload.values' holds an integer too large for a float") from None
     with np.errstate(over="ignore"):
         values32 = values.astype(np.float32)
     bad = ~np.isfinite(values32)
@@ -458,13 +466,13 @@ def _parse_csv(data: bytes, limits: Limits) -> TimeSeries:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise IngestionError(f"CSV is not UTF-8 ({exc.reason} at byte {exc.start})")
+        raise IngestionError(f"CSV is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     if "\x00" in text:
         raise IngestionError("CSV holds a NUL character")
     try:
         rows = [row for row in csv.reader(io.StringIO(text)) if any(c.strip() for c in row)]
     except csv.Error as exc:
-        raise IngestionError(f"malformed CSV: {exc}")
+        raise IngestionError(f"malformed CSV: {exc}") from exc
     if not rows:
         raise IngestionError("CSV is empty")
     header = [cell.strip() for cell in rows[0]]
@@ -490,24 +498,24 @@ def _parse_csv(data: bytes, limits: Limits) -> TimeSeries:
     body = rows[1:]
     if len(body) * len(axis_cols) > limits.max_values:
         raise IngestionError(
-            f"CSV holds {len(body) * len(axis_cols)} values, over the limit of "
-            f"{limits.max_values}",
+            f"CSV holds {len(body) * len(axis_cols)} values, over the limit of {limits.max_values}",
             status=413,
         )
     if len(body) < 2:
         raise IngestionError("CSV needs at least two data rows to know the interval")
-    table = np.empty((len(body), len(header)), dtype=np.float64)
     for r, row in enumerate(body):
         if len(row) != len(header):
             raise IngestionError(
                 f"CSV row {r + 2} has {len(row)} cells but the header has {len(header)}"
             )
-        for c, cell in enumerate(row):
-            if not _CSV_NUMBER.fullmatch(cell):
-                raise IngestionError(
-                    f"CSV row {r + 2}, column '{header[c]}' is not a number: {_show(cell)}"
-                )
-            table[r, c] = float(cell)
+    if not all(map(_CSV_NUMBER.fullmatch, itertools.chain.from_iterable(body))):
+        for r, row in enumerate(body):
+            for c, cell in enumerate(row):
+                if not _CSV_NUMBER.fullmatch(cell):
+                    raise IngestionError(
+                        f"CSV row {r + 2}, column '{header[c]}' is not a number: {_show(cell)}"
+                    )
+    table = np.array(body, dtype=np.float64)
     timestamps = table[:, ts_col]
     with np.errstate(over="ignore"):
         values = table[:, axis_cols].astype(np.float32)
@@ -644,9 +652,9 @@ def _parse_image(data: bytes, declared: Format, limits: Limits) -> tuple[Image, 
     try:
         pil = PILImage.open(io.BytesIO(data), formats=["PNG", "JPEG"])
     except PILImage.DecompressionBombError as exc:
-        raise IngestionError(f"{label} image is too large: {exc}", status=413)
+        raise IngestionError(f"{label} image is too large: {exc}", status=413) from exc
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
-        raise IngestionError(f"corrupt {label} image: {exc}")
+        raise IngestionError(f"corrupt {label} image: {exc}") from exc
     with pil:
         actual: Format = "jpeg" if pil.format == "JPEG" else "png"
         label = "JPEG" if actual == "jpeg" else "PNG"
@@ -662,9 +670,9 @@ def _parse_image(data: bytes, declared: Format, limits: Limits) -> tuple[Image, 
             pil.load()
             pixels = _to_pixels(pil)
         except PILImage.DecompressionBombError as exc:
-            raise IngestionError(f"{label} image is too large: {exc}", status=413)
+            raise IngestionError(f"{label} image is too large: {exc}", status=413) from exc
         except (OSError, SyntaxError, ValueError, struct.error, EOFError, SampleError) as exc:
-            raise IngestionError(f"corrupt {label} image: {exc}")
+            raise IngestionError(f"corrupt {label} image: {exc}") from exc
     return Image(pixels=pixels), actual
 
 
@@ -753,7 +761,7 @@ def parse_metadata_header(value: str | None) -> dict[str, str]:
     try:
         parsed = json.loads(value)
     except (ValueError, RecursionError) as exc:
-        raise IngestionError(f"x-metadata is not valid JSON: {str(exc)[:120]}")
+        raise IngestionError(f"x-metadata is not valid JSON: {str(exc)[:120]}") from exc
     if not isinstance(parsed, dict):
         raise IngestionError("x-metadata must be a JSON object of strings")
     if len(parsed) > MAX_METADATA_ENTRIES:

@@ -1,4 +1,4 @@
-"""Builders of valid upload bytes (EI JSON/CBOR signed the reference way, CSV, WAV, PNG, JPEG) for tests."""
+"""Builders of valid upload bytes (EI JSON/CBOR signed the reference way, CSV, WAV, PNG, JPEG)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,9 @@ def sign_serialized(encoded: bytes, hmac_key: str, placeholder: bytes) -> bytes:
     return encoded[:offset] + digest + encoded[offset + 64 :]
 
 
-def ei_json_bytes(document: dict[str, Any], hmac_key: str | None = None, *, style: str = "js") -> bytes:
+def ei_json_bytes(
+    document: dict[str, Any], hmac_key: str | None = None, *, style: str = "js"
+) -> bytes:
     """The document as JSON, signed when a key is given.
 
     style "js": JSON.stringify (no spaces), as the edge-impulse-cli data forwarder sends it;

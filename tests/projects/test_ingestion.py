@@ -86,12 +86,19 @@ def rejected(data: bytes, content_type: str | None = None, **kwargs: Any) -> Ing
 @pytest.mark.parametrize("encoder", [ei_json_bytes, ei_cbor_bytes], ids=["json", "cbor"])
 def test_ei_acquisition_document_round_trips_values_sensors_and_device(encoder) -> None:
     values = accelerometer_values(40)
-    parsed = parse(encoder(ei_document(values)), "application/json" if encoder is ei_json_bytes else "application/cbor")
+    parsed = parse(
+        encoder(ei_document(values)),
+        "application/json" if encoder is ei_json_bytes else "application/cbor",
+    )
     assert parsed.kind == "time-series"
     assert isinstance(parsed.payload, TimeSeries)
     assert np.array_equal(parsed.payload.values, values)
     assert parsed.payload.interval_ms == 10
-    assert [(s.name, s.units) for s in parsed.sensors] == [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
+    assert [(s.name, s.units) for s in parsed.sensors] == [
+        ("accX", "m/s2"),
+        ("accY", "m/s2"),
+        ("accZ", "m/s2"),
+    ]
     assert parsed.device_name == "ac:87:a3:0a:2d:1b"
     assert parsed.device_type == "DISCO-L475VG-IOT01A"
     assert parsed.signed is False
@@ -102,7 +109,9 @@ def test_ei_acquisition_document_round_trips_values_sensors_and_device(encoder) 
 def test_one_axis_values_may_be_flat_or_rows_and_give_the_same_sample() -> None:
     sensors = [("accZ", "g")]
     flat = parse(ei_json_bytes(ei_document([0.5, 1.5, -2], sensors=sensors)), "application/json")
-    rows = parse(ei_json_bytes(ei_document([[0.5], [1.5], [-2]], sensors=sensors)), "application/json")
+    rows = parse(
+        ei_json_bytes(ei_document([[0.5], [1.5], [-2]], sensors=sensors)), "application/json"
+    )
     assert flat.payload == rows.payload
     assert flat.payload.values.shape == (3, 1)
 
@@ -157,7 +166,11 @@ def test_wav_round_trips_pcm_rate_and_channels(channels: int) -> None:
 def test_extensible_wav_with_pcm_subformat_is_accepted() -> None:
     pcm = tone(100)
     data = bytearray(wav_bytes(pcm))
-    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, 16000, 32000, 2, 16, 22, 16, 4) + struct.pack("<H", 1) + bytes(14)
+    fmt = (
+        struct.pack("<HHIIHHHHI", 0xFFFE, 1, 16000, 32000, 2, 16, 22, 16, 4)
+        + struct.pack("<H", 1)
+        + bytes(14)
+    )
     chunk = b"fmt " + struct.pack("<I", len(fmt)) + fmt
     body = b"WAVE" + chunk + bytes(data[36:])
     parsed = parse(b"RIFF" + struct.pack("<I", len(body)) + body, "audio/wav")
@@ -210,7 +223,9 @@ def test_exported_ei_json_re_imports_to_the_same_sample() -> None:
 
 
 def test_shared_data_set_files_parse() -> None:
-    gesture = parse((DATA / "away.001.json").read_bytes(), "application/json", file_name="away.001.json")
+    gesture = parse(
+        (DATA / "away.001.json").read_bytes(), "application/json", file_name="away.001.json"
+    )
     assert gesture.kind == "time-series"
     assert gesture.payload.values.shape == (149, 1)
     assert gesture.payload.interval_ms == 10
@@ -228,12 +243,17 @@ def test_shared_data_set_files_parse() -> None:
 
 def test_format_comes_from_content_type_then_extension_then_bytes() -> None:
     doc = ei_json_bytes(ei_document(accelerometer_values(3)))
-    assert detect_format(doc, file_name=None, content_type="application/json; charset=utf-8") == "json"
+    assert (
+        detect_format(doc, file_name=None, content_type="application/json; charset=utf-8") == "json"
+    )
     assert detect_format(doc, file_name="x.json", content_type="application/octet-stream") == "json"
     assert detect_format(doc, file_name=None, content_type=None) == "json"
     cbor = ei_cbor_bytes(ei_document(accelerometer_values(3)))
     assert detect_format(cbor, file_name="upload.bin", content_type=None) == "cbor"
-    assert detect_format(csv_bytes(accelerometer_values(3)), file_name="a.CSV", content_type="") == "csv"
+    assert (
+        detect_format(csv_bytes(accelerometer_values(3)), file_name="a.CSV", content_type="")
+        == "csv"
+    )
     assert detect_format(wav_bytes(tone(10)), file_name=None, content_type=None) == "wav"
 
 
@@ -291,7 +311,12 @@ def test_changed_sample_value_in_signed_cbor_fails_verification() -> None:
 
 
 def test_unsigned_document_is_rejected_when_the_project_requires_signing() -> None:
-    error = rejected(ei_json_bytes(ei_document(accelerometer_values(3))), "application/json", hmac_key=HMAC_KEY, require_signed=True)
+    error = rejected(
+        ei_json_bytes(ei_document(accelerometer_values(3))),
+        "application/json",
+        hmac_key=HMAC_KEY,
+        require_signed=True,
+    )
     assert "requires signed data" in error.message
     assert "'none'" in error.message
 
@@ -341,11 +366,19 @@ def json_doc(**changes: Any) -> bytes:
         (json_doc(values=[]), "application/json", "'payload.values' is empty"),
         (json_doc(sensors=[]), "application/json", "non-empty list"),
         (json_doc(sensors=[{"name": "a"}]), "application/json", "sensors[0].units"),
-        (json_doc(values=[[1, 2, 3], [1, 2]]), "application/json", "'payload.values[1]' has 2 values but there are 3 sensors"),
+        (
+            json_doc(values=[[1, 2, 3], [1, 2]]),
+            "application/json",
+            "'payload.values[1]' has 2 values but there are 3 sensors",
+        ),
         (json_doc(values=[[1, 2, 3], [1, "2", 3]]), "application/json", "non-numeric value '2'"),
         (json_doc(values=[[1, 2, 3], [1, True, 3]]), "application/json", "non-numeric value True"),
         (json_doc(values=[[1, 2, 3], [1, None, 3]]), "application/json", "non-numeric"),
-        (json_doc(values=[[1, 2, 3], [1, 1e39, 3]]), "application/json", "'payload.values[1]' holds a NaN or infinite"),
+        (
+            json_doc(values=[[1, 2, 3], [1, 1e39, 3]]),
+            "application/json",
+            "'payload.values[1]' holds a NaN or infinite",
+        ),
         (json_doc(values=[[1, 2, 3], 4]), "application/json", "'payload.values[1]' must be a list"),
         (json_doc(interval_ms=0), "application/json", "interval_ms' must be a finite number > 0"),
         (json_doc(interval_ms=-10), "application/json", "interval_ms' must be a finite number > 0"),
@@ -353,7 +386,9 @@ def json_doc(**changes: Any) -> bytes:
         (json_doc(device_name=5), "application/json", "payload.device_name"),
     ],
 )
-def test_bad_acquisition_documents_are_400_with_the_problem_named(data: bytes, content_type: str, message: str) -> None:
+def test_bad_acquisition_documents_are_400_with_the_problem_named(
+    data: bytes, content_type: str, message: str
+) -> None:
     error = rejected(data, content_type)
     assert error.status == 400
     assert message in error.message
@@ -362,7 +397,11 @@ def test_bad_acquisition_documents_are_400_with_the_problem_named(data: bytes, c
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_in_json_are_rejected(constant: str) -> None:
     data = json_doc().replace(b"[", b"[" + constant.encode() + b", ", 1)
-    body = json.dumps(ei_document([[1, 2, 3]])).replace("[[1, 2, 3]]", f"[[1, {constant}, 3]]").encode()
+    body = (
+        json.dumps(ei_document([[1, 2, 3]]))
+        .replace("[[1, 2, 3]]", f"[[1, {constant}, 3]]")
+        .encode()
+    )
     for candidate in (data, body):
         error = rejected(candidate, "application/json")
         assert "NaN" in error.message or "finite" in error.message or constant in error.message
@@ -402,7 +441,9 @@ def test_more_values_than_the_limit_is_413() -> None:
 
 def test_more_axes_than_the_limit_is_413() -> None:
     few = Limits(max_axes=2)
-    error = rejected(ei_json_bytes(ei_document(accelerometer_values(2))), "application/json", limits=few)
+    error = rejected(
+        ei_json_bytes(ei_document(accelerometer_values(2))), "application/json", limits=few
+    )
     assert error.status == 413
     assert "axes" in error.message
 
@@ -412,7 +453,10 @@ def test_more_axes_than_the_limit_is_413() -> None:
     [
         (b"1,2,3\n4,5,6\n", "no header row"),
         (b"time_ms,accX\n0,1\n10,2\n", "no 'timestamp' column"),
-        (b"timestamp,accX\n0,1\n10,2\n20,3\n45,4\n", "irregular: row 5 is 25 ms after the previous row, the usual interval is 10 ms"),
+        (
+            b"timestamp,accX\n0,1\n10,2\n20,3\n45,4\n",
+            "irregular: row 5 is 25 ms after the previous row, the usual interval is 10 ms",
+        ),
         (b"timestamp,accX\n0,1\n10,2\n10,3\n", "must increase; row 4"),
         (b"timestamp,accX\n0,1\n10,abc\n", "row 3, column 'accX' is not a number"),
         (b"timestamp,accX\n0,1\n10,nan\n", "is not a number"),
@@ -443,7 +487,13 @@ def test_truncated_wav_is_rejected() -> None:
     assert "truncated" in rejected(data[:-10], "audio/wav").message
     assert "truncated" in rejected(data[:30], "audio/wav").message
     assert "truncated" in rejected(data[:40], "audio/wav").message
-    odd = data[:4] + struct.pack("<I", len(data) - 7) + data[8:40] + struct.pack("<I", 199) + data[44:243]
+    odd = (
+        data[:4]
+        + struct.pack("<I", len(data) - 7)
+        + data[8:40]
+        + struct.pack("<I", 199)
+        + data[44:243]
+    )
     assert "inside a frame" in rejected(odd, "audio/wav").message
 
 
@@ -507,7 +557,9 @@ def test_image_over_the_pixel_limit_is_413() -> None:
     ],
 )
 def test_unsafe_file_names_are_rejected_by_name(name: str, message: str) -> None:
-    with pytest.raises(IngestionError, match=message.replace("\\", "\\\\").replace(".", "\\.")) as caught:
+    with pytest.raises(
+        IngestionError, match=message.replace("\\", "\\\\").replace(".", "\\.")
+    ) as caught:
         safe_file_name(name)
     assert caught.value.status == 400
 
@@ -531,7 +583,12 @@ def test_labels_are_validated() -> None:
     assert validate_label(" wave ") == "wave"
     assert validate_label("👋 hello") == "👋 hello"
     assert validate_label("x" * 128) == "x" * 128
-    for bad, message in [("", "empty"), ("x" * 129, "over 128"), ("a\tb", "control"), ("a\x7fb", "control")]:
+    for bad, message in [
+        ("", "empty"),
+        ("x" * 129, "over 128"),
+        ("a\tb", "control"),
+        ("a\x7fb", "control"),
+    ]:
         with pytest.raises(IngestionError, match=message):
             validate_label(bad)
 
@@ -553,7 +610,16 @@ def test_metadata_header_must_be_a_json_object_of_strings() -> None:
 
 
 def test_split_is_stable_and_close_to_80_20() -> None:
-    hashes = [content_sha256(TimeSeries(np.array([[float(i)]]), 10, parse(csv_bytes(np.zeros((2, 1)), names=["a"]), "text/csv").sensors)) for i in range(1000)]
+    hashes = [
+        content_sha256(
+            TimeSeries(
+                np.array([[float(i)]]),
+                10,
+                parse(csv_bytes(np.zeros((2, 1)), names=["a"]), "text/csv").sensors,
+            )
+        )
+        for i in range(1000)
+    ]
     categories = [split_category(h) for h in hashes]
     assert categories == [split_category(h) for h in hashes]
     assert 0.75 < categories.count("training") / 1000 < 0.85
@@ -567,7 +633,9 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 SMALL = Limits(max_body_bytes=200_000, max_values=20_000, max_pixels=250_000, max_axes=16)
 
 
-def parse_or_ingestion_error(data: bytes, content_type: str | None, file_name: str | None = None, key: str | None = HMAC_KEY) -> None:
+def parse_or_ingestion_error(
+    data: bytes, content_type: str | None, file_name: str | None = None, key: str | None = HMAC_KEY
+) -> None:
     try:
         result = parse(data, content_type, file_name=file_name, hmac_key=key, limits=SMALL)
     except IngestionError as error:
@@ -579,7 +647,10 @@ def parse_or_ingestion_error(data: bytes, content_type: str | None, file_name: s
 
 
 @FUZZ
-@given(st.binary(max_size=600), st.sampled_from([*CONTENT_TYPES.values(), None, "application/octet-stream"]))
+@given(
+    st.binary(max_size=600),
+    st.sampled_from([*CONTENT_TYPES.values(), None, "application/octet-stream"]),
+)
 def test_random_bytes_raise_only_ingestion_errors(data: bytes, content_type: str | None) -> None:
     parse_or_ingestion_error(data, content_type)
 
@@ -600,7 +671,9 @@ VALID = {
     st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
     st.integers(0, 10_000),
 )
-def test_mutated_valid_files_raise_only_ingestion_errors(fmt: str, flips: list[tuple[int, int]], cut: int) -> None:
+def test_mutated_valid_files_raise_only_ingestion_errors(
+    fmt: str, flips: list[tuple[int, int]], cut: int
+) -> None:
     data = bytearray(VALID[fmt])
     for position, value in flips:
         data[position % len(data)] = value
@@ -609,10 +682,18 @@ def test_mutated_valid_files_raise_only_ingestion_errors(fmt: str, flips: list[t
     parse_or_ingestion_error(bytes(data), None, file_name=f"x.{fmt}")
 
 
-json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 payload_fields = st.fixed_dictionaries(
@@ -621,14 +702,21 @@ payload_fields = st.fixed_dictionaries(
         "device_name": json_values,
         "device_type": json_values,
         "interval_ms": json_values | st.floats(allow_nan=False),
-        "sensors": json_values | st.lists(st.fixed_dictionaries({"name": st.text(max_size=5), "units": json_values}), max_size=4),
-        "values": json_values | st.lists(st.lists(st.floats(allow_nan=False) | st.integers(), max_size=4), max_size=6),
+        "sensors": json_values
+        | st.lists(
+            st.fixed_dictionaries({"name": st.text(max_size=5), "units": json_values}), max_size=4
+        ),
+        "values": json_values
+        | st.lists(st.lists(st.floats(allow_nan=False) | st.integers(), max_size=4), max_size=6),
     },
 )
 documents = st.fixed_dictionaries(
     {},
     optional={
-        "protected": json_values | st.fixed_dictionaries({"ver": st.just("v1"), "alg": st.sampled_from(["HS256", "none", "x"])}),
+        "protected": json_values
+        | st.fixed_dictionaries(
+            {"ver": st.just("v1"), "alg": st.sampled_from(["HS256", "none", "x"])}
+        ),
         "signature": json_values | st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
         "payload": json_values | payload_fields,
     },
@@ -637,7 +725,9 @@ documents = st.fixed_dictionaries(
 
 @FUZZ
 @given(documents | json_values, st.booleans())
-def test_random_json_and_cbor_structures_raise_only_ingestion_errors(document: Any, as_cbor: bool) -> None:
+def test_random_json_and_cbor_structures_raise_only_ingestion_errors(
+    document: Any, as_cbor: bool
+) -> None:
     if as_cbor:
         data, content_type = cbor2.dumps(document), "application/cbor"
     else:

@@ -27,6 +27,7 @@ import json
 import math
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,22 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _HEADER_VERSION = 1
 # Any fixed date works; 1980-01-01 is the earliest a zip entry can carry.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+# What zipfile, numpy and PIL raise on damaged bytes (zipfile alone uses five of these).
+_READ_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    KeyError,
+    SyntaxError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    PILImage.DecompressionBombError,
+)
 
 
 class SampleError(ValueError):
@@ -77,9 +94,7 @@ class TimeSeries:
         if any(not isinstance(s, Sensor) for s in sensors):
             raise SampleError("time series sensors must be Sensor(name, units) instances")
         if len(sensors) != values.shape[1]:
-            raise SampleError(
-                f"time series has {values.shape[1]} axes but {len(sensors)} sensors"
-            )
+            raise SampleError(f"time series has {values.shape[1]} axes but {len(sensors)} sensors")
         interval = float(self.interval_ms)
         if not math.isfinite(interval) or interval <= 0:
             raise SampleError(f"interval_ms must be a finite number > 0, got {self.interval_ms!r}")
@@ -245,7 +260,9 @@ def to_ei_json(ts: TimeSeries, device_name: str | None, device_type: str) -> dic
         numbers = [_short_float(v) for v in flat]
     n_axes = ts.values.shape[1]
     values: list[Any] = (
-        numbers if n_axes == 1 else [numbers[i : i + n_axes] for i in range(0, len(numbers), n_axes)]
+        numbers
+        if n_axes == 1
+        else [numbers[i : i + n_axes] for i in range(0, len(numbers), n_axes)]
     )
     payload: dict[str, Any] = {}
     if device_name is not None:
@@ -295,7 +312,7 @@ def _decode_npz(data: bytes) -> TimeSeries:
             header_bytes = archive["header"]
     except SampleError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except _READ_ERRORS as exc:
         raise SampleError(f"canonical .npz cannot be read: {exc}") from exc
     if values.dtype != np.float32 or header_bytes.dtype != np.uint8:
         raise SampleError("canonical .npz has wrong dtypes (values float32, header uint8)")
@@ -325,6 +342,6 @@ def _decode_png(data: bytes) -> Image:
             pixels = np.asarray(pil)
     except SampleError:
         raise
-    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as exc:
+    except _READ_ERRORS as exc:
         raise SampleError(f"canonical PNG cannot be read: {exc}") from exc
     return Image(pixels=pixels)

@@ -67,7 +67,9 @@ def test_two_dimensional_pixels_become_one_channel() -> None:
 
 
 def test_time_series_properties_describe_the_recording() -> None:
-    ts = TimeSeries(values=np.zeros(16000), interval_ms=1000 / 16000, sensors=(Sensor("audio", "wav"),))
+    ts = TimeSeries(
+        values=np.zeros(16000), interval_ms=1000 / 16000, sensors=(Sensor("audio", "wav"),)
+    )
     assert ts.values.shape == (16000, 1)
     assert ts.frequency_hz == pytest.approx(16000)
     assert ts.duration_ms == pytest.approx(1000)
@@ -137,7 +139,11 @@ def test_wav_export_plays_back_in_the_standard_library_reader() -> None:
 
 
 def test_wav_export_clips_values_beyond_int16_and_keeps_channels() -> None:
-    ts = TimeSeries(np.array([[40000.0, -40000.0], [1.4, -1.6]]), 1000 / 8000, (Sensor("l", "wav"), Sensor("r", "wav")))
+    ts = TimeSeries(
+        np.array([[40000.0, -40000.0], [1.4, -1.6]]),
+        1000 / 8000,
+        (Sensor("l", "wav"), Sensor("r", "wav")),
+    )
     with wave.open(io.BytesIO(to_wav(ts))) as reader:
         assert reader.getnchannels() == 2
         frames = np.frombuffer(reader.readframes(2), dtype="<i2").reshape(2, 2)
@@ -197,7 +203,9 @@ def test_decode_of_random_bytes_raises_only_sample_error(data: bytes) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0, max_value=2000), st.binary(min_size=1, max_size=4))
-def test_decode_of_corrupted_canonical_files_raises_only_sample_error(pos: int, junk: bytes) -> None:
+def test_decode_of_corrupted_canonical_files_raises_only_sample_error(
+    pos: int, junk: bytes
+) -> None:
     for data in (encode(series(5)), encode(Image(pixels=np.full((3, 3, 3), 7, np.uint8)))):
         index = pos % len(data)
         corrupted = data[:index] + junk + data[index + len(junk) :]
