@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,8 @@ from tests.helpers.samples import (
 from workers.ml.samples import Image, TimeSeries, content_sha256, decode, encode, to_ei_json, to_wav
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ingestion"
+# The key the ingestion-sdk-c example signs with; the reference files in DATA use it too.
+SDK_EXAMPLE_KEY = "fed53116f20684c067774ebf9e7bcbdc"
 LIMITS = Limits()
 CONTENT_TYPES = {
     "json": "application/json",
@@ -294,6 +298,52 @@ def test_signed_documents_verify_and_any_changed_byte_fails(build, content_type)
     error = rejected(tampered, content_type, hmac_key=HMAC_KEY)
     assert error.status == 400
     assert "HMAC" in error.message or "CBOR" in error.message
+
+
+def test_cbor_printed_by_the_ingestion_sdk_c_example_verifies() -> None:
+    data = (DATA / "ingestion-sdk-c-example.cbor").read_bytes()
+    parsed = parse(data, "application/cbor", hmac_key=SDK_EXAMPLE_KEY, require_signed=True)
+    assert parsed.signed is True
+    assert parsed.device_name == "ac:87:a3:0a:2d:1b"
+    assert parsed.device_type == "DISCO-L475VG-IOT01A"
+    assert parsed.payload.interval_ms == 10
+    expected = [[-9.81, 0.03, 1.21], [-9.83, 0.04, 1.28], [-9.12, 0.03, 1.23], [-9.14, 0.01, 1.25]]
+    assert np.array_equal(parsed.payload.values, np.array(expected, dtype=np.float32))
+    wrong_key = rejected(data, "application/cbor", hmac_key="my-hmac-sha256-key")
+    assert wrong_key.message.startswith("wrong HMAC signature")
+    last_value = data[:-3] + b"\x3d\x01" + data[-1:]  # 1.25 -> 1.2509765625 (half float)
+    assert rejected(last_value, "application/cbor", hmac_key=SDK_EXAMPLE_KEY).status == 400
+
+
+def test_json_signed_by_the_data_forwarder_algorithm_in_node_verifies() -> None:
+    data = (DATA / "data-forwarder-example.json").read_bytes()
+    parsed = parse(data, "application/json", hmac_key=SDK_EXAMPLE_KEY, require_signed=True)
+    assert parsed.signed is True
+    assert parsed.payload.interval_ms == 16
+    assert parsed.payload.values[1].tolist() == [np.float32(1e-7), 12]
+    tampered = data.replace(b"[1e-7,12]", b"[1e-7,13]")
+    assert "wrong HMAC" in rejected(tampered, "application/json", hmac_key=SDK_EXAMPLE_KEY).message
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_documents_signed_live_by_node_verify() -> None:
+    rng = np.random.default_rng(7)
+    document = ei_document(np.round(rng.normal(0, 100, size=(30, 3)), 4).astype(np.float32))
+    document["payload"]["values"][0] = [1e-7, 3, -0.0]
+    key = "".join(rng.choice(list("0123456789abcdef"), size=32))
+    signed = subprocess.run(
+        [
+            "node",
+            str(Path(__file__).resolve().parents[1] / "helpers" / "data_forwarder_sign.js"),
+            key,
+        ],
+        input=json.dumps(document).encode(),
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert parse(signed, "application/json", hmac_key=key, require_signed=True).signed is True
+    assert "wrong HMAC" in rejected(signed, "application/json", hmac_key=key[::-1]).message
 
 
 def test_signature_made_with_another_key_is_rejected() -> None:
