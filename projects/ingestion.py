@@ -172,8 +172,9 @@ def parse_upload(
     """Parse one uploaded file into a sample payload, or raise `IngestionError`.
 
     The format comes from the content type when it names one, else from the file name's extension,
-    else from the leading bytes; JPEG and PNG are told apart by their magic bytes whatever was
-    declared (a ``.png`` that is really a JPEG is decoded as the JPEG it is).
+    else from the leading bytes. Within a family the leading bytes decide whatever was declared:
+    a ``.png`` that is really a JPEG is decoded as the JPEG it is, and EI JSON sent as
+    ``application/cbor`` (the `edgeimpulse` Python SDK does this) is parsed as JSON.
     """
     if len(data) > limits.max_body_bytes:
         raise IngestionError(
@@ -209,7 +210,13 @@ def detect_format(data: bytes, *, file_name: str | None, content_type: str | Non
         extension = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
         declared = _EXTENSIONS.get(extension)
     sniffed = _sniff(data)
+    # The bytes win between formats they tell apart unambiguously: a JPEG named .png, and JSON
+    # sent as application/cbor, which the `edgeimpulse` Python SDK does for DataAcquisition
+    # samples (an EI CBOR document is a map, so it never starts with "{"; JSON never starts
+    # with a byte in 0xa0-0xbf).
     if declared in ("jpeg", "png") and sniffed in ("jpeg", "png"):
+        return sniffed
+    if declared in ("json", "cbor") and sniffed in ("json", "cbor"):
         return sniffed
     if declared is not None:
         return declared

@@ -266,6 +266,28 @@ def test_a_jpeg_sent_as_png_is_decoded_as_the_jpeg_it_is() -> None:
     assert parsed.raw_extension == "jpg"
 
 
+def test_json_that_the_edgeimpulse_sdk_sends_as_cbor_is_parsed_as_json() -> None:
+    # edgeimpulse.data.upload_samples posts json.dumps(asdict(DataAcquisition(...))) with the
+    # part's content type "application/cbor"; iat, signature and device_name are null.
+    body = {
+        "protected": {"ver": "v1", "alg": "none", "iat": None},
+        "payload": {
+            "device_type": "EDGE_IMPULSE_PYTHON_SDK",
+            "sensors": [{"name": "a", "units": "m/s2"}, {"name": "b", "units": "m/s2"}],
+            "values": [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
+            "interval_ms": 10,
+            "device_name": None,
+        },
+        "signature": None,
+    }
+    parsed = parse(json.dumps(body).encode(), "application/cbor", file_name="d96c24ee53c78e8c.json")
+    assert parsed.raw_extension == "json"
+    assert parsed.device_name is None
+    assert parsed.payload.values.tolist() == [[0, 1], [2, 3], [4, 5]]
+    cbor = ei_cbor_bytes(ei_document(accelerometer_values(3)))
+    assert parse(cbor, "application/json").raw_extension == "cbor"
+
+
 def test_unsupported_content_type_is_415() -> None:
     error = rejected(b"GIF89a", "image/gif")
     assert error.status == 415
