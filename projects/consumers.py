@@ -32,17 +32,23 @@ def _is_member(user, project_id: int) -> bool:
     return Membership.objects.filter(project_id=project_id, user=user).exists()
 
 
+async def _refuse(consumer, code: int) -> None:
+    # Accept first: a close before accept is an HTTP 403 at the handshake, and the client never sees the code.
+    await consumer.accept()
+    await consumer.close(code=code)
+
+
 class JobConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         self.group = None
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await _refuse(self, CLOSE_UNAUTHENTICATED)
             return
         state = await _job_state_for(user, self.job_id)
         if state is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await _refuse(self, CLOSE_NOT_FOUND)
             return
         self.group = f"job-{self.job_id}"
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -66,10 +72,10 @@ class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
         self.project_id = int(self.scope["url_route"]["kwargs"]["project_id"])
         self.group = None
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await _refuse(self, CLOSE_UNAUTHENTICATED)
             return
         if not await _is_member(user, self.project_id):
-            await self.close(code=CLOSE_NOT_FOUND)
+            await _refuse(self, CLOSE_NOT_FOUND)
             return
         self.group = f"project-{self.project_id}"
         await self.channel_layer.group_add(self.group, self.channel_name)

@@ -11,6 +11,10 @@ _var = Path(tempfile.mkdtemp(prefix="studio-test-"))
 os.environ.setdefault("STUDIO_VAR_DIR", str(_var))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-for-the-suite-0123456789abcdef")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+os.environ.setdefault("STUDIO_FAST_PASSWORD_HASHING", "1")
+# Playwright's sync API keeps an event loop in the test thread; Django would then refuse the test's own
+# (synchronous) database work. The server under test runs in its own process, unaffected.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("STUDIO_PRETRAINED_DIR", str(_var / "pretrained"))
 
 if not os.environ.get("REDIS_URL"):
