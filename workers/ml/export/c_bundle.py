@@ -288,7 +288,6 @@ int run_classifier(const float *signal, studio_result_t *result)
 def test_vectors_header(
     windows: np.ndarray,
     features: np.ndarray,
-    inputs_q: np.ndarray,
     outputs_q: np.ndarray,
     *,
     feature_atol: float,
@@ -297,9 +296,9 @@ def test_vectors_header(
     n = len(windows)
     rows_w = ",\n".join("    " + _array_init(w) for w in windows)
     rows_f = ",\n".join("    " + _array_init(f) for f in features)
-    rows_i = ",\n".join("    {" + ", ".join(str(int(v)) for v in q.reshape(-1)) + "}" for q in inputs_q)
     rows_o = ",\n".join("    {" + ", ".join(str(int(v)) for v in q.reshape(-1)) + "}" for q in outputs_q)
-    return f"""/* Test vectors written by Tiny Studio: raw windows, Python features, LiteRT int8 outputs. */
+    return f"""/* Test vectors written by Tiny Studio: raw windows, Python features, LiteRT int8 outputs.
+ * Expected outputs are LiteRT's on the Python features quantized as studio_quantize_features does. */
 #ifndef STUDIO_TEST_VECTORS_H
 #define STUDIO_TEST_VECTORS_H
 
@@ -312,9 +311,6 @@ static const float studio_test_windows[{max(n, 1)}][STUDIO_WINDOW_LEN * STUDIO_A
 }};
 static const float studio_test_features[{max(n, 1)}][STUDIO_FEATURE_COUNT] = {{
 {rows_f if n else "    {0}"}
-}};
-static const int8_t studio_test_inputs[{max(n, 1)}][STUDIO_FEATURE_COUNT] = {{
-{rows_i if n else "    {0}"}
 }};
 static const int8_t studio_test_outputs[{max(n, 1)}][STUDIO_LABEL_COUNT] = {{
 {rows_o if n else "    {0}"}
@@ -355,7 +351,9 @@ int main(void)
         }
         studio_quantize_features(features, input);
         studio_classify_int8(input, &r, scores);
-        studio_classify_int8(studio_test_inputs[t], &r_engine, engine_scores);
+        /* The engine alone: the Python features, quantized by the same C code. */
+        studio_quantize_features(studio_test_features[t], input);
+        studio_classify_int8(input, &r_engine, engine_scores);
         for (int i = 0; i < STUDIO_LABEL_COUNT; ++i) {
             if (scores[i] != studio_test_outputs[t][i]) out_ok = 0;
             if (engine_scores[i] != studio_test_outputs[t][i]) engine_ok = 0;
@@ -374,6 +372,32 @@ int main(void)
            STUDIO_TEST_COUNT, top1, engine_exact, pipeline_exact, (double)worst, failures);
     return failures;
 }
+"""
+
+
+ARM_SIZE_C = r"""/* Sizing program for `make arm`: with STUDIO_SIZE_WITH_IMPULSE it calls run_classifier
+ * (through a volatile pointer so nothing is folded away); without, it is the baseline. */
+#ifdef STUDIO_SIZE_WITH_IMPULSE
+#include "@NAME@_inferencing.h"
+
+const float *volatile studio_size_window;
+volatile int studio_size_sink;
+
+int main(void)
+{
+    studio_result_t result;
+    studio_size_sink = run_classifier(studio_size_window, &result) + result.label_index;
+    return 0;
+}
+#else
+volatile int studio_size_sink;
+
+int main(void)
+{
+    studio_size_sink = 0;
+    return 0;
+}
+#endif
 """
 
 
@@ -416,11 +440,20 @@ def makefile_text(name: str, sources_dir: str, *, example: str | None, stub_dir:
         "\tmkdir -p $(BUILD)",
         "\t$(CC) $(CFLAGS) -I$(SRC_DIR) -Iextras -o $@ $^ -lm",
         "",
-        "arm: $(SRCS)",
+        "# arm: the impulse linked into a do-nothing Cortex-M4 program, minus that program alone:",
+        "# what the impulse adds to flash (text+data) and static RAM (data+bss).",
+        "arm: $(BUILD)/arm/baseline.elf $(BUILD)/arm/impulse.elf",
+        "\t$(ARM_SIZE) $(BUILD)/arm/baseline.elf $(BUILD)/arm/impulse.elf",
+        "",
+        "$(BUILD)/arm/impulse.elf: extras/arm_size.c $(SRCS)",
         "\tmkdir -p $(BUILD)/arm",
-        "\tfor f in $(SRCS); do $(ARM_CC) $(ARM_FLAGS) -ffunction-sections -fdata-sections "
-        "-I$(SRC_DIR) -c $$f -o $(BUILD)/arm/$$(basename $$f .c).o || exit 1; done",
-        "\t$(ARM_SIZE) -t $(BUILD)/arm/*.o",
+        "\t$(ARM_CC) $(ARM_FLAGS) -DSTUDIO_SIZE_WITH_IMPULSE -I$(SRC_DIR) -ffunction-sections "
+        "-fdata-sections --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -o $@ $^ -lm",
+        "",
+        "$(BUILD)/arm/baseline.elf: extras/arm_size.c",
+        "\tmkdir -p $(BUILD)/arm",
+        "\t$(ARM_CC) $(ARM_FLAGS) -I$(SRC_DIR) -ffunction-sections -fdata-sections "
+        "--specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -o $@ $^ -lm",
         "",
         "$(BUILD)/selftest.elf: extras/selftest.c extras/qemu/startup.c $(SRCS)",
         "\tmkdir -p $(BUILD)",
@@ -514,12 +547,13 @@ def impulse_files(
     files[f"src/{name}_inferencing.h"] = header_text(spec, model)
     files["src/studio_impulse.c"] = impulse_source(spec, model)
     files["extras/selftest.c"] = SELFTEST_C.replace("@NAME@", name)
+    files["extras/arm_size.c"] = ARM_SIZE_C.replace("@NAME@", name)
     for p in sorted(QEMU_DIR.iterdir()):
         files[f"extras/qemu/{p.name}"] = p.read_text()
 
     test_features = None
     windows = np.zeros((0, window_len, len(axes)), np.float32)
-    inputs_q = outputs_q = np.zeros((0, 1), np.int8)
+    outputs_q = np.zeros((0, 1), np.int8)
     feats = np.zeros((0, count), np.float32)
     if test_windows is not None:
         windows = np.asarray(test_windows, dtype=np.float32).reshape(-1, window_len, len(axes))
@@ -534,7 +568,7 @@ def impulse_files(
         outputs_q = litert_outputs(model_bytes, inputs_q)
         test_features = feats
     files["extras/test_vectors.h"] = test_vectors_header(
-        windows, feats, inputs_q, outputs_q, feature_atol=feature_atol, feature_rtol=feature_rtol
+        windows, feats, outputs_q, feature_atol=feature_atol, feature_rtol=feature_rtol
     )
     return spec, model, files, test_features
 
