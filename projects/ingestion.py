@@ -141,6 +141,12 @@ class Limits:
     max_pixels: int = 16_000_000
     max_axes: int = 64
 
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_values", "max_pixels", "max_axes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
+
 
 @dataclass(frozen=True)
 class ParsedSample:
@@ -487,6 +493,8 @@ def _parse_csv(data: bytes, limits: Limits) -> TimeSeries:
         raise IngestionError("CSV has no header row (the first row must name the columns)")
     lowered = [cell.lower() for cell in header]
     if "timestamp" not in lowered:
+        if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+            raise IngestionError("CSV must be comma-separated (the header has ';' or tabs)")
         raise IngestionError("CSV has no 'timestamp' column (milliseconds)")
     ts_col = lowered.index("timestamp")
     axis_cols = [i for i in range(len(header)) if i != ts_col]

@@ -511,6 +511,13 @@ def test_more_values_than_the_limit_is_413() -> None:
     assert rejected(wav_bytes(tone(31)), "audio/wav", limits=small).status == 413
 
 
+def test_limits_must_be_positive_integers() -> None:
+    with pytest.raises(ValueError, match="max_values"):
+        Limits(max_values=0)
+    with pytest.raises(ValueError, match="max_axes"):
+        Limits(max_axes=2.5)  # type: ignore[arg-type]
+
+
 def test_more_axes_than_the_limit_is_413() -> None:
     few = Limits(max_axes=2)
     error = rejected(
@@ -539,6 +546,7 @@ def test_more_axes_than_the_limit_is_413() -> None:
         (b"timestamp,accX\n0,1\n10,1e400\n", "infinite"),
         (b"", "CSV is empty"),
         (b"timestamp,a,a\n0,1,2\n10,1,2\n", "repeats a column"),
+        (b"timestamp;accX\n0;1\n10;2\n", "comma-separated"),
     ],
 )
 def test_bad_csv_is_400_with_the_problem_named(body: bytes, message: str) -> None:
