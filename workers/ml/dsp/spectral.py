@@ -7,6 +7,13 @@ fft_length, 50 % overlap, density scaling g^2/Hz, as scipy.signal.welch) from wh
 `spectral_peaks_count` highest local maxima above `spectral_peaks_threshold` (frequency, PSD) and
 the power (PSD x bin width, summed) in each band. A window shorter than fft_length is zero-padded
 to it. With `do_log`, peak heights and band powers are log10 (floored at 1e-10).
+
+With analysis_type "wavelet", the filtered signal instead goes through a `wavelet_level`-level
+discrete wavelet transform (periodization mode, as PyWavelets' wavedec(mode="periodization")),
+and each coefficient array (cA_L, cD_L, ..., cD_1) gives WAVELET_FEATURES: the Shannon entropy
+of its normalised energy, zero and mean crossing counts, 5/25/75/95th percentiles, median, mean,
+std, variance and RMS (Edge Impulse's wavelet feature set, with an energy entropy in place of
+the entropy of exact-value counts, which is log(n) for any real-valued signal).
 """
 
 from __future__ import annotations
@@ -50,6 +57,92 @@ class Params:
     )
     spectral_power_bands: int = param(4, min=1, max=64, help="Even bands 0..Nyquist if no edges")
     do_log: bool = param(False, help="log10 of peak heights and band powers")
+    analysis_type: str = param("fft", choices=("fft", "wavelet"), help="FFT or wavelet features")
+    wavelet: str = param("db4", choices=("haar", "db2", "db4"), help="Wavelet (wavelet analysis)")
+    wavelet_level: int = param(1, min=1, max=8, help="Decomposition levels (wavelet analysis)")
+
+
+WAVELET_FEATURES = (
+    "entropy",
+    "zero_crossings",
+    "mean_crossings",
+    "p5",
+    "p25",
+    "p75",
+    "p95",
+    "median",
+    "mean",
+    "std",
+    "var",
+    "rms",
+)
+# Daubechies decomposition low-pass filters, as PyWavelets publishes them (dec_lo)
+WAVELET_LOW_PASS = {
+    "haar": (0.7071067811865476, 0.7071067811865476),
+    "db2": (-0.12940952255126037, 0.2241438680420134, 0.8365163037378079, 0.48296291314453416),
+    "db4": (
+        -0.010597401785069032,
+        0.0328830116668852,
+        0.030841381835560764,
+        -0.18703481171909309,
+        -0.027983769416859854,
+        0.6308807679298589,
+        0.7148465705529157,
+        0.2303778133088965,
+    ),
+}
+
+
+def wavelet_max_level(n_values: int, wavelet: str) -> int:
+    """Deepest level whose coefficients still outnumber the filter taps (pywt.dwt_max_level)."""
+    taps = len(WAVELET_LOW_PASS[wavelet])
+    return int(np.floor(np.log2(n_values / (taps - 1)))) if n_values >= taps - 1 else 0
+
+
+def wavedec(x: np.ndarray, wavelet: str, level: int) -> list[np.ndarray]:
+    """[cA_level, cD_level, ..., cD_1] of a 1-D signal, periodization mode."""
+    lo = np.asarray(WAVELET_LOW_PASS[wavelet])
+    taps = len(lo)
+    hi = lo[::-1] * np.where(np.arange(taps) % 2 == 0, -1.0, 1.0)  # quadrature mirror
+    details = []
+    approx = x
+    for _ in range(level):
+        if len(approx) % 2:  # odd lengths repeat the last sample, as pywt does
+            approx = np.append(approx, approx[-1])
+        n = len(approx)
+        idx = (2 * np.arange(n // 2)[:, None] + taps // 2 - np.arange(taps)[None, :]) % n
+        approx, detail = approx[idx] @ lo, approx[idx] @ hi
+        details.append(detail)
+    return [approx, *details[::-1]]
+
+
+def wavelet_features(c: np.ndarray) -> np.ndarray:
+    energy = c * c
+    total = energy.sum()
+    if total > 0:
+        p = energy[energy > 0] / total
+        entropy = float(-(p * np.log(p)).sum())
+    else:
+        entropy = 0.0
+    zero_crossings = np.count_nonzero(np.diff(c > 0))
+    mean_crossings = np.count_nonzero(np.diff(c > c.mean()))
+    p5, p25, p75, p95, median = np.percentile(c, [5, 25, 75, 95, 50])
+    return np.array(
+        [
+            entropy,
+            zero_crossings,
+            mean_crossings,
+            p5,
+            p25,
+            p75,
+            p95,
+            median,
+            c.mean(),
+            c.std(),
+            c.var(),
+            np.sqrt(np.mean(energy)),
+        ]
+    )
 
 
 def band_edges(params: Params, frequency: float) -> np.ndarray:
@@ -75,6 +168,8 @@ def _butter_sos(order: int, cutoff: float, btype: str, frequency: float) -> np.n
 
 
 def per_axis_count(params: Params, frequency: float) -> int:
+    if params.analysis_type == "wavelet":
+        return len(WAVELET_FEATURES) * (params.wavelet_level + 1)
     return 3 + 2 * params.spectral_peaks_count + len(band_edges(params, frequency)) - 1
 
 
@@ -90,6 +185,15 @@ def validate(params: Params, *, input_shape: tuple, frequency: float) -> None:
         raise DspParamError(
             f"filter_cutoff {params.filter_cutoff} Hz must be below the Nyquist frequency {nyquist} Hz"
         )
+    if params.analysis_type == "wavelet":
+        n_values, _ = time_series_shape(input_shape)
+        deepest = wavelet_max_level(n_values, params.wavelet)
+        if params.wavelet_level > deepest:
+            raise DspParamError(
+                f"wavelet_level {params.wavelet_level} is too deep for {n_values} values with "
+                f"{params.wavelet}: at most {deepest}"
+            )
+        return
     edges = params.spectral_power_edges
     if edges:
         if len(edges) < 2:
@@ -168,6 +272,14 @@ def features(window: np.ndarray, params: Params, *, frequency: float) -> np.ndar
     sos = filter_sos(params, frequency)
     if len(sos):
         x = sps.sosfilt(sos, x, axis=0)
+    if params.analysis_type == "wavelet":
+        return np.concatenate(
+            [
+                wavelet_features(c)
+                for a in range(x.shape[1])
+                for c in wavedec(x[:, a], params.wavelet, params.wavelet_level)
+            ]
+        ).astype(np.float32)
     _, _std, skew, kurt = moments(x)
     rms = np.sqrt((x * x).mean(axis=0))
     psd = welch_psd(x, params.fft_length, frequency)
@@ -192,6 +304,10 @@ def output_shape(params: Params, *, input_shape: tuple, frequency: float) -> tup
 def feature_names(
     params: Params, *, axes: list[str], input_shape: tuple, frequency: float
 ) -> list[str]:
+    if params.analysis_type == "wavelet":
+        level = params.wavelet_level
+        arrays = [f"cA{level}"] + [f"cD{i}" for i in range(level, 0, -1)]
+        return [f"{axis} {c} {f}" for axis in axes for c in arrays for f in WAVELET_FEATURES]
     edges = band_edges(params, frequency)
     names = []
     for axis in axes:

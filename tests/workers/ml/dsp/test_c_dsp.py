@@ -236,6 +236,13 @@ def test_initializers_are_valid_cplusplus_too(tmp_path: Path) -> None:
     )
 
 
-def test_blocks_without_a_c_version_are_refused_by_name() -> None:
+def test_blocks_and_modes_without_a_c_version_are_refused_by_name() -> None:
+    with pytest.raises(DspParamError, match="analysis_type wavelet"):
+        c_params_initializer(
+            "spectral-analysis",
+            spectral.Params(analysis_type="wavelet"),
+            frequency=100.0,
+            n_axes=3,
+        )
     with pytest.raises(DspParamError, match="spectrogram"):
         c_params_initializer("spectrogram", spectrogram.Params(), frequency=16000.0, n_axes=1)

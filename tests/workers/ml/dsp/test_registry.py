@@ -23,38 +23,51 @@ def pinned_input(name: str) -> tuple[np.ndarray, float]:
     return deterministic_signal(200, 100.0, axes=3), 100.0
 
 
-def output_digest(name: str) -> str:
+# Pinned configurations: each block's defaults, plus modes the defaults do not reach.
+PINNED_PARAMS = {name: (name, {}) for name in dsp.BLOCKS} | {
+    "spectral-analysis/wavelet": (
+        "spectral-analysis",
+        {"analysis_type": "wavelet", "wavelet_level": 2},
+    ),
+    "mfcc/lifter-energy": ("mfcc", {"cepstral_lifter": 22, "append_energy": True}),
+}
+
+
+def output_digest(key: str) -> str:
+    name, overrides = PINNED_PARAMS[key]
     block = dsp.get_block(name)
     window, fs = pinned_input(name)
-    out = block.features(window, block.Params(), frequency=fs).astype(np.float64)
+    params = dsp.params_from_dict(name, overrides)
+    out = block.features(window, params, frequency=fs).astype(np.float64)
     # 4 decimals absorb BLAS/libm differences; "+ 0.0" folds -0.0 into 0.0
     text = ",".join(f"{v:.4f}" for v in np.round(out, 4) + 0.0)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# {block: (IMPLEMENTATION_VERSION, digest of its output on the pinned input)}. When a block's
-# output changes on purpose, bump its IMPLEMENTATION_VERSION and update both numbers here.
+# {configuration: (IMPLEMENTATION_VERSION, digest of its output on the pinned input)}. When a
+# block's output changes on purpose, bump its IMPLEMENTATION_VERSION and update both numbers here.
 PINNED = {
     "raw": (1, "cfaf68d9fbe0723d"),
     "flatten": (1, "034e0ef0846724e9"),
     "spectral-analysis": (1, "cf050bba14d5282b"),
+    "spectral-analysis/wavelet": (1, "7862c2fd3f2b268d"),
     "spectrogram": (1, "ee6f787c26f9a597"),
     "mfe": (1, "541d8c9fb11fcf1f"),
     "mfcc": (1, "e9312e7c10b50892"),
+    "mfcc/lifter-energy": (1, "cf128226ea4f26a0"),
     "image": (1, "64e83043f313da36"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(dsp.BLOCKS))
-def test_block_output_is_pinned_to_its_implementation_version(name: str) -> None:
-    version, digest = PINNED[name]
-    actual = output_digest(name)
+@pytest.mark.parametrize("key", sorted(PINNED_PARAMS))
+def test_block_output_is_pinned_to_its_implementation_version(key: str) -> None:
+    version, digest = PINNED[key]
+    actual = output_digest(key)
+    name = PINNED_PARAMS[key][0]
     if dsp.get_block(name).IMPLEMENTATION_VERSION == version:
-        assert actual == digest, f"{name} output changed: bump IMPLEMENTATION_VERSION ({actual})"
+        assert actual == digest, f"{key} output changed: bump IMPLEMENTATION_VERSION ({actual})"
     else:
-        pytest.fail(
-            f"{name} IMPLEMENTATION_VERSION changed: update PINNED to its new digest {actual}"
-        )
+        pytest.fail(f"{name} IMPLEMENTATION_VERSION changed: update PINNED[{key!r}] to {actual}")
 
 
 def test_every_block_has_the_common_interface() -> None:

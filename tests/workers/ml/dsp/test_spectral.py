@@ -105,7 +105,10 @@ def test_a_sine_shows_its_frequency_as_the_first_peak() -> None:
             {"spectral_power_edges": [], "spectral_power_bands": 64, "fft_length": 64},
             "spectral_power_bands",
         ),
-        ({"wavelet": "haar"}, "wavelet"),
+        ({"wavelets": "haar"}, "wavelets"),
+        ({"wavelet": "db8"}, "wavelet"),
+        ({"analysis_type": "wavelet", "wavelet_level": 5}, "wavelet_level 5 is too deep"),
+        ({"analysis_type": "wavelet", "wavelet_level": 0}, "wavelet_level"),
     ],
 )
 def test_bad_parameters_are_rejected_naming_them(params: dict, word: str) -> None:
@@ -113,3 +116,34 @@ def test_bad_parameters_are_rejected_naming_them(params: dict, word: str) -> Non
         spectral.validate(
             params_from_dict("spectral-analysis", params), input_shape=(200, 3), frequency=100.0
         )
+
+
+@pytest.mark.parametrize(("wavelet", "level"), [("haar", 2), ("db2", 3), ("db4", 4)])
+def test_wavelet_features_match_pywavelets_and_scipy(
+    noisy_accel: np.ndarray, wavelet: str, level: int
+) -> None:
+    pywt = pytest.importorskip("pywt")
+    p = spectral.Params(analysis_type="wavelet", wavelet=wavelet, wavelet_level=level)
+    spectral.validate(p, input_shape=noisy_accel.shape, frequency=100.0)
+    assert level <= pywt.dwt_max_level(200, pywt.Wavelet(wavelet).dec_len)
+    out = spectral.features(noisy_accel, p, frequency=100.0)
+    x = noisy_accel.astype(np.float64)
+    x = x - x.mean(axis=0)
+    b, a = sps.butter(p.filter_order, p.filter_cutoff, btype="low", fs=100.0)
+    x = sps.lfilter(b, a, x, axis=0)
+    ref = []
+    for axis in range(3):
+        for c in pywt.wavedec(x[:, axis], wavelet, mode="periodization", level=level):
+            ref += [
+                stats.entropy(c**2),  # normalises to a distribution itself
+                np.count_nonzero(np.diff(np.sign(c)) != 0),
+                np.count_nonzero(np.diff(np.sign(c - c.mean())) != 0),
+                *np.percentile(c, [5, 25, 75, 95, 50]),
+                c.mean(),
+                c.std(),
+                c.var(),
+                np.sqrt(np.mean(c**2)),
+            ]
+    assert out.shape == spectral.output_shape(p, input_shape=(200, 3), frequency=100.0)
+    # float32 output; the mean of a detail array is ~0, hence the absolute term
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-6)

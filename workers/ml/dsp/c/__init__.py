@@ -60,6 +60,8 @@ def _flatten(p: flatten.Params, frequency: float, n_axes: int) -> str:
 
 
 def _spectral(p: spectral.Params, frequency: float, n_axes: int) -> str:
+    if p.analysis_type != "fft":
+        raise DspParamError(f"analysis_type {p.analysis_type} has no C implementation (fft has)")
     sos = spectral.filter_sos(p, frequency)
     if len(sos) > MAX_SOS:
         raise DspParamError(
