@@ -24,6 +24,12 @@ WEIGHTS_FILENAME = "efficientnet-lite0-57934424.pth"
 BASE_WEIGHTS_FILE = "efficientnet_lite0_imagenet_notop.weights.h5"
 FULL_WEIGHTS_FILE = "efficientnet_lite0_imagenet.weights.h5"
 
+# What the transfer-learning block shows, and the square input sizes it offers
+# (any size >= 32 works; 224 is the size the weights were trained at).
+BACKBONE_KEY = "efficientnet-lite0"
+BACKBONE_LABEL = "EfficientNet-Lite0 (ImageNet)"
+INPUT_SIZES = (96, 128, 160, 192, 224)
+
 # Per-channel normalisation of RGB images in [0, 255]. Google trained
 # EfficientNet-Lite on inputs (x - 127) / 128: `MEAN_RGB = [127.0] * 3` and
 # `STDDEV_RGB = [128.0] * 3` in tensorflow/tpu models/official/efficientnet/lite/
@@ -120,13 +126,16 @@ def build_efficientnet_lite0(
     classes: int = NUM_CLASSES,
     dropout_rate: float = DROPOUT_RATE,
     name: str = "efficientnet_lite0",
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """EfficientNet-Lite0 (ReLU6, no squeeze-excite, fixed stem/head) as a Keras functional model.
 
     Input: float images already normalised by ``preprocess``. Any spatial size
     works with the same weights (TF "same" padding, global pooling); 224×224 is
     what the weights were trained at. ``include_top=False`` ends at the 1280-channel
-    head activation (no pooling), like ``keras.applications``.
+    head activation (no pooling), like ``keras.applications``. ``bn_momentum``
+    (0.9..0.999) only matters when training from scratch: with a few hundred
+    steps, 0.99 leaves the moving statistics far from the data's.
     """
     import keras
     from keras import layers
@@ -137,7 +146,7 @@ def build_efficientnet_lite0(
         raise ValueError(f"input_shape {input_shape}: height and width must be at least 32")
 
     def bn(n: str):
-        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=n)
+        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=bn_momentum, name=n)
 
     inputs = keras.Input(shape=input_shape, name="image")
     # TF "same" padding equals the port's Conv2dStaticSamePadding (pad//2 before, rest after).
@@ -268,8 +277,11 @@ def convert_pth_to_keras(
     return out
 
 
-def install(dest: str | os.PathLike[str], pth_path: str | os.PathLike[str] | None = None,
-            progress: ProgressFn | None = None) -> tuple[Path, Path]:
+def install(
+    dest: str | os.PathLike[str],
+    pth_path: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[Path, Path]:
     """Convert the installed weights package into ``dest`` once; skip files already there."""
     d = Path(dest)
     base, full = d / BASE_WEIGHTS_FILE, d / FULL_WEIGHTS_FILE
@@ -286,6 +298,14 @@ def install(dest: str | os.PathLike[str], pth_path: str | os.PathLike[str] | Non
     if not full.is_file():
         convert_pth_to_keras(src, full, progress, include_top=True)
     return base, full
+
+
+def installed_weights(pretrained_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The headless weights file in ``pretrained_dir`` (``STUDIO_PRETRAINED_DIR``), if converted."""
+    if not pretrained_dir:
+        return None
+    path = Path(pretrained_dir) / BASE_WEIGHTS_FILE
+    return path if path.is_file() else None
 
 
 def preprocess(images_uint8: np.ndarray) -> np.ndarray:
@@ -314,7 +334,9 @@ def build_backbone(input_shape: tuple[int, int, int], weights_path: str | os.Pat
     try:
         model.load_weights(path)
     except ValueError as e:
-        raise WeightsMismatch(f"{path}: does not fit EfficientNet-Lite0 without top ({e})") from None
+        raise WeightsMismatch(
+            f"{path}: does not fit EfficientNet-Lite0 without top ({e})"
+        ) from None
     return model
 
 

@@ -77,7 +77,9 @@ class _StorageType:
         return _STORAGE_DTYPES[self.name]
 
 
-def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *rest: Any) -> _TensorRef:
+def _rebuild_tensor(
+    storage: Any, storage_offset: int, size: Any, stride: Any, *rest: Any
+) -> _TensorRef:
     if not isinstance(storage, (_Storage, _StorageView)):
         raise PthError(f"tensor built from {type(storage).__name__}, not a storage")
     return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride), list(rest))
@@ -116,7 +118,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise PthError(f"{self.source}: unknown persistent id {pid!r:.80}")
         storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
         if not isinstance(storage_type, _StorageType):
-            raise PthError(f"{self.source}: persistent id names {storage_type!r:.80}, not a storage")
+            raise PthError(
+                f"{self.source}: persistent id names {storage_type!r:.80}, not a storage"
+            )
         storage = self.storages.get(key)
         if storage is None:
             storage = _Storage(key, storage_type.dtype, numel)
@@ -136,7 +140,14 @@ def _load_pickle(unpickler: _RestrictedUnpickler) -> Any:
         raise
     except EOFError:
         raise PthError(f"{unpickler.source}: truncated (file ends inside a pickle)") from None
-    except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as e:
         if "truncated" in str(e):
             raise PthError(f"{unpickler.source}: truncated (file ends inside a pickle)") from None
         raise PthError(f"{unpickler.source}: not a readable pickle ({e})") from None
@@ -204,7 +215,9 @@ def _read_legacy(f: BinaryIO, source: str) -> Any:
             raise PthError(f"{source}: truncated (file ends before storage {key})")
         (numel,) = struct.unpack("<q", header)
         if numel != storage.numel:
-            raise PthError(f"{source}: storage {key} holds {numel} elements, pickle said {storage.numel}")
+            raise PthError(
+                f"{source}: storage {key} holds {numel} elements, pickle said {storage.numel}"
+            )
         nbytes = numel * storage.dtype.itemsize
         raw = f.read(nbytes)
         if len(raw) < nbytes:

@@ -44,8 +44,11 @@ def legacy_pth_bytes(tensors: dict[str, np.ndarray], body: bytes | None = None) 
         pickle.dumps(LEGACY_MAGIC, protocol=2)
         + pickle.dumps(LEGACY_PROTOCOL, protocol=2)
         + pickle.dumps(
-            {"protocol_version": 1001, "little_endian": True,
-             "type_sizes": {"short": 2, "int": 4, "long": 4}},
+            {
+                "protocol_version": 1001,
+                "little_endian": True,
+                "type_sizes": {"short": 2, "int": 4, "long": 4},
+            },
             protocol=2,
         )
     )
@@ -217,8 +220,17 @@ def test_every_layer_of_the_stem_and_first_block_matches_a_numpy_reference(state
     shape = (65, 80, 3)
     model = effnet.build_efficientnet_lite0(shape, include_top=False)
     effnet.load_pth_weights(model, state_dict)
-    names = ["stem_conv", "stem_bn", "stem_relu", "block0_dwconv", "block0_dw_bn",
-             "block0_dw_relu", "block0_project_conv", "block0_project_bn", "block0_out"]
+    names = [
+        "stem_conv",
+        "stem_bn",
+        "stem_relu",
+        "block0_dwconv",
+        "block0_dw_bn",
+        "block0_dw_relu",
+        "block0_project_conv",
+        "block0_project_bn",
+        "block0_out",
+    ]
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, size=shape, dtype=np.uint8)
@@ -288,10 +300,30 @@ def test_install_converts_once_and_backbone_gives_the_same_features_at_every_siz
     reference = keras.Model(imagenet_model.input, imagenet_model.get_layer("head_relu").output)
     want = reference.predict(effnet.preprocess(image), verbose=0)
     backbone = effnet.build_backbone((224, 224, 3), base)
-    np.testing.assert_allclose(backbone.predict(effnet.preprocess(image), verbose=0), want, atol=1e-5)
+    np.testing.assert_allclose(
+        backbone.predict(effnet.preprocess(image), verbose=0), want, atol=1e-5
+    )
     for size in (96, 160):
         small = effnet.build_backbone((size, size, 3), base)
         assert small.output.shape[1:] == (size // 32, size // 32, 1280)
+
+
+@needs_weights
+def test_install_command_reports_progress_and_then_skips_an_existing_conversion(
+    installed_dir, capsys
+):
+    assert effnet._main(["install", "--dest", str(installed_dir)]) == 0
+    assert "already converted" in capsys.readouterr().out
+    assert effnet.installed_weights(installed_dir) == installed_dir / effnet.BASE_WEIGHTS_FILE
+
+
+def test_install_command_fails_clearly_on_a_truncated_pth(tmp_path, capsys):
+    bad = tmp_path / "cut.pth"
+    bad.write_bytes(legacy_pth_bytes({"w": np.ones(10, np.float32)})[:150])
+    assert effnet._main(["install", "--dest", str(tmp_path / "out"), "--pth", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "not installed" in err and "cut.pth: truncated" in err
+    assert effnet.installed_weights(tmp_path / "out") is None
 
 
 # --- transfer learning on the Fashion-MNIST subset ---
@@ -303,8 +335,10 @@ def load_image_folder(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray, 
     files = sorted(folder.glob("*.png"))
     classes = sorted({f.name.split(".")[0] for f in files})
     images = np.stack(
-        [np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-         for f in files]
+        [
+            np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+            for f in files
+        ]
     )
     labels = np.array([classes.index(f.name.split(".")[0]) for f in files])
     return images, labels, classes
@@ -332,7 +366,9 @@ def test_frozen_pretrained_base_with_new_head_learns_fashion_and_runs_as_int8_tf
     x = keras.layers.Dropout(0.2)(x)
     outputs = keras.layers.Dense(len(classes), activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     xtr, xte = effnet.preprocess(x_train), effnet.preprocess(x_test)
     model.fit(xtr, y_train, epochs=6, batch_size=32, verbose=0)
     frozen_acc = model.evaluate(xte, y_test, verbose=0)[1]
@@ -341,7 +377,9 @@ def test_frozen_pretrained_base_with_new_head_learns_fashion_and_runs_as_int8_tf
     # Fine-tune the last two blocks and the head conv at a small learning rate.
     n_trainable = effnet.set_trainable_blocks(backbone, 2)
     assert n_trainable == 2 * 3 + 1 + 0  # expand, depthwise, project per block + head conv
-    model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(xtr, y_train, epochs=1, batch_size=32, verbose=0)
     float_probs = model.predict(xte, verbose=0)
     float_acc = float(np.mean(float_probs.argmax(1) == y_test))
