@@ -108,10 +108,31 @@ class Device(models.Model):
     # Identifies the live websocket session (the newest connection wins).
     session_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Continuous streaming (docs/device-protocol.md): what the stream carries, and the open recording.
+    stream_interval_ms = models.FloatField(null=True, blank=True)
+    stream_sensors = models.JSONField(default=list)
+    recording = models.BooleanField(default=False)
+    recording_label = models.CharField(max_length=128, blank=True, default="")
+    recording_category = models.CharField(max_length=10, blank=True, default="training")
+    recording_from_seq = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "device_id"], name="unique_device_per_project")]
         ordering = ["device_id"]
+
+
+class StreamChunk(models.Model):
+    """One acknowledged stream frame of a device: `seq` and its values (float32, row-major [n, axes])."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="stream_chunks")
+    seq = models.BigIntegerField()
+    axes = models.PositiveSmallIntegerField()
+    values = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "seq"], name="unique_stream_seq")]
+        ordering = ["device", "seq"]
 
 
 class Sample(models.Model):
