@@ -1,7 +1,7 @@
 """URL table of the JSON API under /api/v1/ (each area's module adds its own list here)."""
 from django.urls import path
 
-from . import api, api_jobs
+from . import api, api_devices, api_jobs
 
 urlpatterns = [
     path("projects", api.ProjectListApi.as_view(), name="api-projects"),
@@ -19,4 +19,10 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel", api_jobs.JobCancelApi.as_view(), name="api-job-cancel"),
     path("projects/<int:project_id>/trained-models", api_jobs.TrainedModelListApi.as_view(), name="api-trained-models"),
     path("trained-models/<int:model_id>", api_jobs.TrainedModelDetailApi.as_view(), name="api-trained-model"),
+    path("projects/<int:project_id>/devices", api_devices.DeviceListApi.as_view(), name="api-devices"),
+    path("projects/<int:project_id>/devices/<int:device_pk>", api_devices.DeviceDetailApi.as_view(), name="api-device"),
+    path("projects/<int:project_id>/devices/<int:device_pk>/sample", api_devices.DeviceSampleApi.as_view(),
+         name="api-device-sample"),
+    path("projects/<int:project_id>/devices/<int:device_pk>/recording", api_devices.DeviceRecordingApi.as_view(),
+         name="api-device-recording"),
 ]

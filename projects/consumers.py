@@ -88,3 +88,53 @@ class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def project_event(self, message):
         await self.send_json(message["event"])
+
+
+@database_sync_to_async
+def _device_in_project(user, project_id: int, device_pk: int) -> bool:
+    from .models import Device
+
+    return (Membership.objects.filter(project_id=project_id, user=user).exists()
+            and Device.objects.filter(pk=device_pk, project_id=project_id).exists())
+
+
+class DeviceLiveConsumer(AsyncJsonWebsocketConsumer):
+    """A browser watching a device's data live. While it watches, it reminds the device's session
+    every few seconds (device.watch), so a device nobody watches sends no live traffic at all."""
+
+    WATCH_EVERY_S = 4
+
+    async def connect(self):
+        import asyncio
+
+        user = self.scope.get("user")
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.project_id, self.device_pk = int(kwargs["project_id"]), int(kwargs["device_pk"])
+        self.group = None
+        if user is None or not user.is_authenticated:
+            await _refuse(self, CLOSE_UNAUTHENTICATED)
+            return
+        if not await _device_in_project(user, self.project_id, self.device_pk):
+            await _refuse(self, CLOSE_NOT_FOUND)
+            return
+        self.group = f"device-live-{self.device_pk}"
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        self.watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self):
+        import asyncio
+
+        while True:
+            await self.channel_layer.group_send(f"device-{self.device_pk}",
+                                                {"type": "device.watch", "seconds": self.WATCH_EVERY_S * 2.5})
+            await asyncio.sleep(self.WATCH_EVERY_S)
+
+    async def disconnect(self, code):
+        if self.group:
+            self.watcher.cancel()
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def device_live(self, message):
+        await self.send_json({"type": "live", "rows": message["rows"], "interval_ms": message["interval_ms"],
+                              "seq": message["seq"]})
