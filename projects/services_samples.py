@@ -211,15 +211,10 @@ def sample_create(
 
     payload_path, raw_path = _save_files(project.id, payload, raw_bytes, raw_extension)
     try:
+        # The row is written first: on SQLite a transaction that reads before its first write cannot
+        # wait for a concurrent writer (it fails with "database is locked"); one that writes first
+        # waits its turn, and then sees the other's committed row in the duplicate check.
         with transaction.atomic():
-            if disallow_duplicates:
-                existing = Sample.objects.filter(project=project, sha256=sha).values_list("id", flat=True).first()
-                if existing is not None:
-                    raise ServiceError(
-                        f"a sample with the same data already exists in this project (sample {existing}); "
-                        "duplicates are refused because x-disallow-duplicates is set", status=409)
-            if device is None:
-                device = _device_for(project, parsed.device_name, parsed.device_type)
             sample = Sample.objects.create(
                 project=project, category=category, label=label, file_name=file_name, sha256=sha,
                 device=device, device_name=(parsed.device_name or (device.device_id if device else ""))[:128],
@@ -228,6 +223,16 @@ def sample_create(
                 signed=parsed.signed, payload_path=payload_path, raw_path=raw_path,
                 **_payload_fields(payload),
             )
+            if disallow_duplicates:
+                existing = (Sample.objects.filter(project=project, sha256=sha).exclude(pk=sample.pk)
+                            .values_list("id", flat=True).first())
+                if existing is not None:
+                    raise ServiceError(
+                        f"a sample with the same data already exists in this project (sample {existing}); "
+                        "duplicates are refused because x-disallow-duplicates is set", status=409)
+            if device is None and parsed.device_name:
+                sample.device = _device_for(project, parsed.device_name, parsed.device_type)
+                Sample.objects.filter(pk=sample.pk).update(device=sample.device)
             if log_activity:
                 activity_log(project=project, actor=actor, verb="samples.uploaded", count=1,
                              files=[file_name], categories={category: 1}, source=upload_source or "")
