@@ -136,7 +136,9 @@ def profile_model(
         if representative is not None:
             rep_path = os.path.join(tmp, "representative.npz")
             if isinstance(representative, Mapping):
-                np.savez(rep_path, **{f"feed:{k}": np.asarray(v) for k, v in representative.items()})
+                np.savez(
+                    rep_path, **{f"feed:{k}": np.asarray(v) for k, v in representative.items()}
+                )
             else:
                 np.savez(rep_path, x=np.asarray(representative))
         common = {
@@ -164,7 +166,13 @@ def profile_model(
 
         float_out = os.path.join(tmp, "model_outputs.npz")
         report["model"] = _run_worker(
-            {"command": "profile", "path": model_path, "kind": kind, "outputs": float_out, **common},
+            {
+                "command": "profile",
+                "path": model_path,
+                "kind": kind,
+                "outputs": float_out,
+                **common,
+            },
             limits,
             path,
         )
@@ -178,8 +186,13 @@ def profile_model(
                     path,
                 )
                 prof = _run_worker(
-                    {"command": "profile", "path": int8_path, "kind": "onnx", "outputs": int8_out,
-                     **common},
+                    {
+                        "command": "profile",
+                        "path": int8_path,
+                        "kind": "onnx",
+                        "outputs": int8_out,
+                        **common,
+                    },
                     limits,
                     path,
                 )
@@ -188,6 +201,8 @@ def profile_model(
                     "calibration": quant["calibration"],
                     "quantized_tensors": quant["quantized_tensors"],
                 }
+                if "note" in quant:
+                    report["int8"]["note"] = quant["note"]
                 report["int8"]["vs_float"] = _compare_outputs(float_out, int8_out)
             except ModelLimitError:
                 raise
@@ -204,7 +219,7 @@ def _compare_outputs(a_path: str, b_path: str) -> dict[str, float | int]:
     with np.load(a_path, allow_pickle=False) as a, np.load(b_path, allow_pickle=False) as b:
         ya, yb = a["y"].astype(np.float64), b["y"].astype(np.float64)
     return {
-        "samples": int(len(ya)),
+        "samples": len(ya),
         "max_abs_diff": float(np.max(np.abs(ya - yb))) if ya.size else 0.0,
         "top1_agreement": top1_agreement(ya, yb) if len(ya) else 1.0,
     }
@@ -226,6 +241,7 @@ def _run_worker(request: dict[str, Any], limits: ByomLimits, shown: Any) -> dict
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "workers.ml.byom_worker", req_path, res_path],
+                check=False,
                 env=env,
                 cwd=tmp,
                 stdin=subprocess.DEVNULL,
@@ -241,6 +257,13 @@ def _run_worker(request: dict[str, Any], limits: ByomLimits, shown: Any) -> dict
         stderr = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         tail = " | ".join(stderr[-3:])
         if not os.path.exists(res_path):
+            # an exhausted address space can surface as std::bad_alloc -> abort(), so the
+            # runtime's last words decide before the signal does
+            if _looks_like_memory("\n".join(stderr[-20:])):
+                raise ModelLimitError(
+                    f"'{name}': the worker ran out of its memory limit of "
+                    f"{_mib(limits.memory_bytes)} during {request['command']} ({tail})"
+                )
             if proc.returncode < 0:
                 sig = signal.Signals(-proc.returncode).name
                 if sig == "SIGKILL":
@@ -250,12 +273,7 @@ def _run_worker(request: dict[str, Any], limits: ByomLimits, shown: Any) -> dict
                     )
                 raise ModelFileError(
                     f"'{name}': the runtime crashed with {sig} during {request['command']}; "
-                    "the file is probably corrupt or uses unsupported operators"
-                )
-            if _looks_like_memory(tail):
-                raise ModelLimitError(
-                    f"'{name}': the worker ran out of its memory limit of "
-                    f"{_mib(limits.memory_bytes)} during {request['command']} ({tail})"
+                    f"the file is probably corrupt or uses unsupported operators ({tail})"
                 )
             raise ModelFileError(
                 f"'{name}': the worker failed during {request['command']} "
@@ -280,8 +298,16 @@ def _looks_like_memory(text: str) -> bool:
     t = text.lower()
     return any(
         s in t
-        for s in ("memoryerror", "bad_alloc", "cannot allocate memory", "failed to map segment",
-                  "out of memory", "std::bad_alloc", "failed to allocate")
+        for s in (
+            "memoryerror",
+            "bad_alloc",
+            "cannot allocate memory",
+            "failed to map segment",
+            "out of memory",
+            "std::bad_alloc",
+            "failed to allocate",
+            "libgcc_s.so.1 must be installed",  # unwinder could not be mapped: out of memory
+        )
     )
 
 

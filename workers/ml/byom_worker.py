@@ -18,6 +18,8 @@ from typing import Any
 KERAS_CONFIG_MAX_BYTES = 16 * 1024 * 1024
 RANDOM_FEEDS = 16
 WARMUP_RUNS = 3
+# a failure with less address space than this left under the limit is reported as the limit's
+LIMIT_HEADROOM_BYTES = 48 * 1024 * 1024
 
 
 class ModelFileError(ValueError):
@@ -29,24 +31,62 @@ def main(argv: list[str]) -> int:
     with open(req_path) as f:
         req = json.load(f)
     mem = int(req["limits"]["memory_bytes"])
+    _preload_unwinder()
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     try:
         result = _dispatch(req)
         out: dict[str, Any] = {"ok": True, "result": result}
-    except ModelFileError as exc:
-        out = {"ok": False, "error_type": "ModelFileError", "message": str(exc)}
-    except MemoryError as exc:
-        out = {"ok": False, "error_type": "limit", "message": f"MemoryError {exc}".strip()}
+    except Exception as exc:  # noqa: BLE001 - classified below, then reported as JSON
+        # runtimes turn a failed allocation into anything (an empty RuntimeError, a parse
+        # error): when the address space is nearly used up, the limit is the likelier cause
+        if _vm_peak() > mem - LIMIT_HEADROOM_BYTES and not isinstance(exc, MemoryError):
+            out = {
+                "ok": False,
+                "error_type": "limit",
+                "message": f"address space {_vm_peak() >> 20} MiB at the failure: "
+                f"{type(exc).__name__}: {exc}",
+            }
+        else:
+            out = _error(exc)
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent as JSON
+        out = _error(exc)
+    with open(res_path, "w") as f:
+        json.dump(out, f)
+    return 0
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ModelFileError):
+        out = {"ok": False, "error_type": "ModelFileError", "message": str(exc)}
+    elif isinstance(exc, MemoryError):
+        out = {"ok": False, "error_type": "limit", "message": f"MemoryError {exc}".strip()}
+    else:
         msg = f"{exc}"
         if isinstance(exc, ImportError) and "map" in msg.lower():
             out = {"ok": False, "error_type": "limit", "message": msg}
         else:
             tb = traceback.format_exc().strip().splitlines()[-1]
             out = {"ok": False, "error_type": type(exc).__name__, "message": msg or tb}
-    with open(res_path, "w") as f:
-        json.dump(out, f)
+    return out
+
+
+def _vm_peak() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmPeak:"):
+                return int(line.split()[1]) * 1024
     return 0
+
+
+def _preload_unwinder() -> None:
+    """Load libgcc_s now: C++ runtimes dlopen it to unwind a std::bad_alloc, and when that
+    dlopen fails under the address-space limit the process aborts instead of raising."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libgcc_s.so.1")
+    except OSError:
+        pass  # not on this system: then nothing dlopens it either
 
 
 def _dispatch(req: dict[str, Any]) -> dict[str, Any]:
@@ -106,11 +146,11 @@ def onnx_session_checked(path: str, model_bytes: bytes, threads: int = 1) -> Any
     try:
         # from bytes, never the path: ONNX Runtime then has no directory to resolve files against
         return onnx_session(model_bytes, threads=threads)
-    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own Fail/InvalidGraph types
+    except Exception as exc:
         _raise_if_memory(exc)
         raise ModelFileError(
             f"ONNX Runtime refused '{os.path.basename(path)}' (corrupt file or unsupported "
-            f"operators): {exc}"
+            f"operators): {type(exc).__name__}: {exc}"
         ) from exc
 
 
@@ -141,8 +181,16 @@ def tflite_interpreter(path: str, threads: int = 1, *, delegates: bool = True) -
 def _raise_if_memory(exc: BaseException) -> None:
     """Runtimes report an exhausted address space as their own errors (std::bad_alloc, ...)."""
     text = str(exc).lower()
-    if any(s in text for s in ("bad_alloc", "cannot allocate memory", "out of memory",
-                               "failed to allocate", "failed to map segment")):
+    if any(
+        s in text
+        for s in (
+            "bad_alloc",
+            "cannot allocate memory",
+            "out of memory",
+            "failed to allocate",
+            "failed to map segment",
+        )
+    ):
         raise MemoryError(str(exc)) from exc
 
 
@@ -196,7 +244,7 @@ def load_keras_checked(path: str) -> Any:
 
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds on a bad archive
+    except Exception as exc:
         _raise_if_memory(exc)
         raise ModelFileError(
             f"Keras could not load '{os.path.basename(path)}' (safe mode): {exc}"
@@ -231,8 +279,9 @@ def inspect_onnx(path: str, feed_shapes: dict[str, list[int]] | None = None) -> 
         "parameters": onnx_parameter_count(model),
         "macs": macs,
         "macs_complete": complete,
-        "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                     default=None),
+        "opset": max(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None
+        ),
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
     }
 
@@ -278,8 +327,8 @@ def onnx_macs(model: Any, feed_shapes: dict[str, list[int]] | None) -> tuple[int
                 d.dim_value = 1
     try:
         m = onnx.shape_inference.infer_shapes(m, data_prop=True)
-    except Exception:  # noqa: BLE001 - count what the un-inferred graph tells
-        pass
+    except Exception as exc:  # noqa: BLE001 - count what the un-inferred graph tells
+        print(f"shape inference failed, MACs from declared shapes: {exc}", file=sys.stderr)
     return _graph_macs(m.graph, {})
 
 
@@ -362,7 +411,9 @@ def onnx_runtime_macs(model_bytes: bytes, feed: dict[str, Any]) -> tuple[int, bo
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.intra_op_num_threads = 1
         opts.log_severity_level = 3
-        sess = ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(
+            model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
+        )
         sess.run(None, feed)
         with open(sess.end_profiling()) as f:
             events = _json.load(f)
@@ -406,7 +457,7 @@ def _traced_macs(op: str, ins: list[list[int]], outs: list[list[int]]) -> int | 
 def inspect_tflite(path: str) -> dict[str, Any]:
     interp = tflite_interpreter(path, delegates=False)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    ops = interp._get_ops_details()  # noqa: SLF001 - the only op-level view LiteRT offers
+    ops = interp._get_ops_details()
     produced = {int(i) for op in ops for i in op["outputs"]}
     graph_inputs = {d["index"] for d in interp.get_input_details()}
     consts: set[int] = set()
@@ -572,7 +623,9 @@ def load_npz(path: str, what: str) -> dict[str, Any]:
             f"{what} '{os.path.basename(path)}' holds pickled (object) arrays: refused ({exc})"
         ) from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{what} '{os.path.basename(path)}' is not a valid .npz: {exc}") from exc
+        raise ModelFileError(
+            f"{what} '{os.path.basename(path)}' is not a valid .npz: {exc}"
+        ) from exc
 
 
 def load_test_set(path: str, inputs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Any]:
@@ -621,7 +674,9 @@ def representative_feeds(path: str, inputs: list[dict[str, Any]]) -> list[dict[s
     if missing:
         raise ModelFileError(f"representative data lacks the model inputs {missing}")
     n = min(len(data[f"feed:{i['name']}"]) for i in inputs)
-    return [{i["name"]: _to_input(data[f"feed:{i['name']}"][k], i) for i in inputs} for k in range(n)]
+    return [
+        {i["name"]: _to_input(data[f"feed:{i['name']}"][k], i) for i in inputs} for k in range(n)
+    ]
 
 
 def random_feeds(inputs: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -657,9 +712,13 @@ def choose_feeds(
         feeds = representative_feeds(req["representative"], inputs)
         return feeds, None, f"representative data ({len(feeds)} feeds)"
     feeds = random_feeds(inputs, RANDOM_FEEDS)
-    return feeds, None, (
-        f"random data ({len(feeds)} feeds, dynamic dimensions as 1): activation ranges are not "
-        "those of real inputs"
+    return (
+        feeds,
+        None,
+        (
+            f"random data ({len(feeds)} feeds, dynamic dimensions as 1): activation ranges are not "
+            "those of real inputs"
+        ),
     )
 
 
@@ -687,14 +746,15 @@ def profile(req: dict[str, Any]) -> dict[str, Any]:
             outputs.append(np.asarray(model.run(feed), dtype=np.float32))
         except ModelFileError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the runtime's message names the failing node
+        except Exception as exc:
             shapes = {n: _fmt(v.shape) for n, v in feed.items()}
             raise ModelFileError(
                 f"'{os.path.basename(path)}' failed on feed {k} from {source} with input "
                 f"shapes {shapes}: {exc}"
             ) from exc
-    y = np.concatenate([o.reshape(1, -1) if o.ndim <= 1 else o.reshape(len(o), -1)
-                        for o in outputs])
+    y = np.concatenate(
+        [o.reshape(1, -1) if o.ndim <= 1 else o.reshape(len(o), -1) for o in outputs]
+    )
     if req.get("outputs"):
         np.savez(req["outputs"], y=y)
 
@@ -731,7 +791,7 @@ def profile(req: dict[str, Any]) -> dict[str, Any]:
         from workers.ml.export.onnx import predicted_class
 
         result["accuracy"] = float(np.mean(predicted_class(y) == labels))
-        result["test_samples"] = int(len(labels))
+        result["test_samples"] = len(labels)
     return result
 
 
@@ -770,12 +830,23 @@ def quantize(req: dict[str, Any]) -> dict[str, Any]:
 
     # quantize_static leaves If/Loop bodies in float: say how much of the graph became int8
     ops = [n.op_type for n in _all_nodes(onnx.load_model_from_string(q).graph)]
-    return {
+    result = {
         "calibration": source,
         "size_bytes": len(q),
         "quantized_tensors": ops.count("QuantizeLinear"),
         "peak_rss_bytes": _peak_rss(),
     }
+    if result["quantized_tensors"] == 0:
+        result["note"] = (
+            "nothing was quantized: quantize_static does not enter If/Loop subgraphs, and this "
+            "model keeps its compute there"
+            if any(
+                n.op_type in ("If", "Loop", "Scan")
+                for n in onnx.load_model_from_string(q).graph.node
+            )
+            else "nothing was quantized: no operator of this model has an int8 kernel in QDQ form"
+        )
+    return result
 
 
 def _all_nodes(graph: Any) -> list[Any]:

@@ -104,6 +104,7 @@ def test_onnx_model_inspection_lists_io_parameters_and_macs(onnx_path):
     assert info["size_bytes"] == onnx_path.stat().st_size
 
 
+@pytest.mark.slow
 def test_onnx_model_profile_reports_accuracy_and_int8_side_by_side(onnx_path, test_npz):
     report = profile_model(onnx_path, runs=10, test_npz=str(test_npz))
     model, int8 = report["model"], report["int8"]
@@ -194,7 +195,8 @@ def test_silero_vad_is_profiled_with_its_three_inputs():
         "state": np.zeros((n, 2, 1, 128), np.float32),
         "sr": np.full((n,), 16000, np.int64),
     }
-    report = profile_model(DATA / "silero_vad.onnx", runs=10, representative=feeds)
+    # int8 off: quantize_static leaves this model's If-branch weights in float (see bench/byom.py)
+    report = profile_model(DATA / "silero_vad.onnx", runs=10, representative=feeds, int8=False)
     info = report["inspect"]
     assert [i["name"] for i in info["inputs"]] == ["input", "state", "sr"]
     assert [i["dtype"] for i in info["inputs"]] == ["float", "float", "int64"]
@@ -206,10 +208,10 @@ def test_silero_vad_is_profiled_with_its_three_inputs():
     assert 500_000 < model["macs"] < 650_000
     assert model["feeds"] == "representative data (6 feeds)"
     assert model["latency_ms"]["1"]["p50"] > 0
-    # the weights live inside If branches, which quantize_static leaves in float: the report says so
-    assert "quantized_tensors" in report["int8"] or "error" in report["int8"]
+    assert report["int8"] is None
 
 
+@pytest.mark.slow
 def test_tflite_model_is_inspected_and_profiled_with_accuracy(keras_files):
     path = keras_files["dir"] / "small.tflite"
     info = inspect_model(path)
@@ -256,10 +258,11 @@ def test_keras_zip_with_pickled_member_is_refused(keras_files, tmp_path):
 @pytest.mark.slow
 def test_keras_model_is_inspected_and_profiled_through_its_onnx_conversion(keras_files):
     path = keras_files["dir"] / "small.keras"
-    report = profile_model(path, runs=10, test_npz=str(keras_files["dir"] / "test.npz"))
+    # int8 off: the ONNX it becomes takes the int8 path tested above, and TensorFlow is slow to load
+    report = profile_model(path, runs=10, test_npz=str(keras_files["dir"] / "test.npz"), int8=False)
     info = report["inspect"]
     assert info["parameters"] == keras_files["params"]
     assert info["macs"] == 4 * 4 * 2 * 9 + 32 * 3
     assert report["conversion"]["keras_vs_onnx"]["max_abs_diff"] < 1e-5
     assert report["model"]["accuracy"] == 1.0
-    assert report["int8"]["vs_float"]["top1_agreement"] >= 0.8
+    assert report["runtime"].startswith("onnxruntime")

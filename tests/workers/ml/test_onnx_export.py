@@ -61,7 +61,7 @@ def test_keras_model_exported_to_onnx_matches_keras_within_1e_5(trained, onnx_by
 
 @pytest.mark.slow
 def test_int8_onnx_runs_and_agrees_on_top1_for_most_inputs(trained, onnx_bytes):
-    model, x, y = trained
+    _, x, y = trained
     int8 = quantize_onnx_int8(onnx_bytes, x[:100])
     graph = onnx.load_model_from_string(int8).graph
     ops = {n.op_type for n in graph.node}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 Feeds = Mapping[str, np.ndarray]
 
 
@@ -57,7 +59,9 @@ def keras_to_onnx(model: Any, *, params: OnnxExportParams = OnnxExportParams()) 
 
     inputs = model.inputs
     if not inputs:
-        raise OnnxExportError("the Keras model has no inputs: build it (call it once) before export")
+        raise OnnxExportError(
+            "the Keras model has no inputs: build it (call it once) before export"
+        )
     spec = tuple(
         tf.TensorSpec((None, *tuple(t.shape[1:])), t.dtype, name=_input_name(t, i))
         for i, t in enumerate(inputs)
@@ -162,8 +166,8 @@ def quantize_onnx_int8(
 
                 quant_pre_process(src, pre, skip_symbolic_shape=False)
                 src = pre
-            except Exception:  # noqa: BLE001 - pre-processing is an optimisation, not a requirement
-                pass
+            except Exception as exc:  # noqa: BLE001 - an optimisation, not a requirement
+                log.info("quant_pre_process skipped: %s", exc)
         try:
             quantize_static(
                 src,
@@ -176,7 +180,7 @@ def quantize_onnx_int8(
                 calibrate_method=methods[params.calibrate_method],
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )
-        except Exception as exc:  # noqa: BLE001 - report which step failed, not a bare trace
+        except Exception as exc:
             raise OnnxExportError(f"int8 quantization failed: {type(exc).__name__}: {exc}") from exc
         with open(dst, "rb") as f:
             return f.read()
@@ -201,7 +205,9 @@ def run_onnx(model_bytes: bytes, x: np.ndarray | Feeds, *, threads: int = 1) -> 
     else:
         inputs = sess.get_inputs()
         if len(inputs) != 1:
-            raise OnnxExportError(f"the model has {len(inputs)} inputs: pass a mapping name -> array")
+            raise OnnxExportError(
+                f"the model has {len(inputs)} inputs: pass a mapping name -> array"
+            )
         feeds = {inputs[0].name: np.asarray(x, dtype=_np_dtype(inputs[0].type))}
     return np.asarray(sess.run(None, feeds)[0])
 
@@ -213,7 +219,7 @@ def verify_onnx(model_bytes: bytes, keras_model: Any, x: np.ndarray) -> dict[str
     if ref.shape != got.shape:
         raise OnnxExportError(f"output shapes differ: Keras {ref.shape}, ONNX {got.shape}")
     return {
-        "samples": int(len(x)),
+        "samples": len(x),
         "max_abs_diff": float(np.max(np.abs(ref.astype(np.float64) - got))),
         "top1_agreement": top1_agreement(ref, got),
     }
