@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import views, views_devices
 
 urlpatterns = [
     path("signup", views.signup, name="signup"),
@@ -14,4 +14,6 @@ urlpatterns = [
     path("projects/<int:project_id>/keys", views.api_keys, name="api-keys-page"),
     path("projects/<int:project_id>/settings", views.project_settings, name="project-settings"),
     path("projects/<int:project_id>/delete", views.project_delete, name="project-delete"),
+    path("projects/<int:project_id>/devices", views_devices.devices, name="devices"),
+    path("projects/<int:project_id>/devices/<int:device_pk>/", views_devices.device_detail, name="device"),
 ]
