@@ -139,6 +139,14 @@ def test_csv_round_trips_and_hashes_like_the_same_json() -> None:
     assert content_sha256(from_cbor.payload) == content_sha256(from_json.payload)
 
 
+def test_csv_interval_with_float_noise_hashes_like_json_with_the_exact_interval() -> None:
+    values = accelerometer_values(4)
+    from_csv = parse(csv_bytes(values, interval_ms=0.1), "text/csv").payload
+    from_json = parse(ei_json_bytes(ei_document(values, interval_ms=0.1)), "application/json")
+    assert from_csv.interval_ms != from_json.payload.interval_ms  # (0.3 - 0) / 3 = 0.0999...
+    assert content_sha256(from_csv) == content_sha256(from_json.payload)
+
+
 def test_csv_with_whole_millisecond_timestamps_is_regular_enough() -> None:
     stamps = np.floor(np.arange(40) * 15.625)  # 64 Hz written as whole milliseconds
     body = "timestamp,accX\n" + "".join(f"{int(t)},{i}\n" for i, t in enumerate(stamps))

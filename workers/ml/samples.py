@@ -12,7 +12,7 @@ whose sensors have the units ``"wav"`` and whose values are 16-bit PCM sample va
 - images: PNG (lossless, so a JPEG upload is decoded once and never re-compressed).
 
 Duplicate detection (`content_sha256`) hashes the *content*, not the uploaded bytes: for a time
-series the shape, the interval, the axis names and the float32 values; for an image the shape and
+series the shape, the interval (rounded to 1e-6 ms), the axis names and the float32 values; for an image the shape and
 the pixels. So the same recording uploaded as EI JSON, as CBOR or as CSV (same axis names) has the
 same hash, and re-signing or re-serializing a file does not make it "new". Units are left out on
 purpose: CSV cannot carry them. An image uploaded as PNG and as JPEG has different pixels and
@@ -212,7 +212,9 @@ def content_sha256(payload: Payload) -> str:
         header = {
             "kind": "time-series",
             "shape": list(payload.values.shape),
-            "interval_ms": payload.interval_ms,
+            # Rounded so an interval computed from CSV timestamps (10.000000000000002) still
+            # matches the 10 written in a JSON document.
+            "interval_ms": round(payload.interval_ms, 6),
             "axes": list(payload.axes),
         }
         digest.update(json.dumps(header, sort_keys=True).encode())
@@ -318,6 +320,8 @@ def _decode_npz(data: bytes) -> TimeSeries:
         raise SampleError("canonical .npz has wrong dtypes (values float32, header uint8)")
     try:
         header = json.loads(header_bytes.tobytes().decode())
+        if header["version"] != _HEADER_VERSION:
+            raise SampleError(f"canonical .npz header version {header['version']!r} is unknown")
         sensors = tuple(Sensor(str(s["name"]), str(s["units"])) for s in header["sensors"])
         interval_ms = float(header["interval_ms"])
     except (ValueError, KeyError, TypeError) as exc:

@@ -219,6 +219,18 @@ def test_decode_of_corrupted_canonical_files_raises_only_sample_error(
             pass
 
 
+def test_decode_refuses_an_unknown_header_version() -> None:
+    header = json.dumps({"version": 9, "interval_ms": 10, "sensors": [{"name": "a", "units": ""}]})
+    out = io.BytesIO()
+    np.savez(
+        out,
+        values=np.zeros((2, 1), np.float32),
+        header=np.frombuffer(header.encode(), dtype=np.uint8),
+    )
+    with pytest.raises(SampleError, match="version 9"):
+        decode(out.getvalue())
+
+
 def test_npz_files_carry_fixed_timestamps() -> None:
     with zipfile.ZipFile(io.BytesIO(encode(series()))) as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
