@@ -273,12 +273,21 @@ def inspect_onnx(path: str, feed_shapes: dict[str, list[int]] | None = None) -> 
     inputs = [_ort_io(i) for i in sess.get_inputs()]
     outputs = [_ort_io(o) for o in sess.get_outputs()]
     macs, complete = onnx_macs(model, feed_shapes)
+    macs_from = "static shape inference"
+    if not complete:
+        # shapes lost in If branches or behind data-dependent ops: trace one run instead
+        try:
+            macs, complete = onnx_runtime_macs(_read(path), random_feeds(inputs, 1)[0])
+            macs_from = "ONNX Runtime trace of one run on random data (dynamic dimensions as 1)"
+        except Exception as exc:  # noqa: BLE001 - the model may reject made-up inputs
+            macs_from = f"static shape inference, partial (a traced run failed: {exc})"[:300]
     return {
         "inputs": inputs,
         "outputs": outputs,
         "parameters": onnx_parameter_count(model),
-        "macs": macs,
+        "macs": macs if complete or macs else None,
         "macs_complete": complete,
+        "macs_from": macs_from,
         "opset": max(
             (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None
         ),

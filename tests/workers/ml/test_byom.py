@@ -95,8 +95,13 @@ def test_onnx_model_inspection_lists_io_parameters_and_macs(onnx_path):
     info = inspect_model(onnx_path)
     assert info["kind"] == "onnx"
     assert info["inputs"] == [
-        {"name": "features", "shape": [None, 4], "dims": ["batch", 4], "dtype": "float",
-         "quantization": None}
+        {
+            "name": "features",
+            "shape": [None, 4],
+            "dims": ["batch", 4],
+            "dtype": "float",
+            "quantization": None,
+        }
     ]
     assert [o["name"] for o in info["outputs"]] == ["probs"]
     assert info["parameters"] == FEATURES * CLASSES + CLASSES
@@ -147,8 +152,14 @@ def test_truncated_onnx_file_is_refused_as_corrupt(onnx_path, tmp_path):
 def test_onnx_with_external_data_is_refused_without_reading_the_data(onnx_path, tmp_path):
     model = onnx.load(onnx_path)
     ext = tmp_path / "ext.onnx"
-    onnx.save(model, ext, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="weights.bin", size_threshold=0)
+    onnx.save(
+        model,
+        ext,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     assert (tmp_path / "weights.bin").exists()
     with pytest.raises(ModelFileError, match=r"external data.*\bw\b"):
         inspect_model(ext)
@@ -185,6 +196,11 @@ def test_memory_limit_too_small_for_the_vad_model_is_reported(tmp_path):
     # enough for Python and numpy, not for ONNX Runtime with the 2.3 MB VAD loaded
     with pytest.raises(ModelLimitError, match="memory limit"):
         inspect_model(DATA / "silero_vad.onnx", limits=ByomLimits(memory_bytes=200 * 1024 * 1024))
+
+
+def test_time_limit_stops_the_worker_with_a_clear_error():
+    with pytest.raises(ModelLimitError, match="time limit of 0.2 s"):
+        inspect_model(DATA / "silero_vad.onnx", limits=ByomLimits(timeout_s=0.2))
 
 
 def test_silero_vad_is_profiled_with_its_three_inputs():
