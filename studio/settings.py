@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# TensorFlow's C++ start-up banners are noise in every command and log line.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def env(name: str, default: str = "") -> str:
