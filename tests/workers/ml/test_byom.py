@@ -260,6 +260,14 @@ def test_keras_file_with_a_lambda_layer_is_refused_naming_the_layer(keras_files)
         inspect_model(keras_files["dir"] / "lambda.keras")
 
 
+def test_truncated_keras_archive_is_refused_as_corrupt(keras_files, tmp_path):
+    data = (keras_files["dir"] / "small.keras").read_bytes()
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="cut.keras.*corrupt or truncated"):
+        inspect_model(cut)
+
+
 def test_keras_zip_with_pickled_member_is_refused(keras_files, tmp_path):
     import zipfile
 
