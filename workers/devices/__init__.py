@@ -1,0 +1,1 @@
+"""Device clients shipped with the studio: a simulator and a serial data forwarder (Django-free)."""
