@@ -11,7 +11,7 @@ from workers.progress import job_state
 
 from . import services_impulse, services_jobs, services_training
 from .access import object_access, project_access
-from .models import Job, JobStatus, Role, TrainedModel
+from .models import Job, Role, TrainedModel
 from .services import ServiceError
 
 
@@ -138,8 +138,8 @@ class FeaturesApi(APIView):
     def get(self, request, project_id: int):
         access = project_access(request, project_id)
         row = services_impulse.impulse_current(access.project)
-        job = Job.objects.filter(project=access.project, kind="features", impulse=row,
-                                 status=JobStatus.SUCCEEDED).first() if row else None
+        job = services_training.features_done(access.project, row) if row else None
         if job is None:
-            return Response({"detail": "no features generated for the current impulse"}, status=404)
+            return Response({"job": None, "impulse_version": row.version if row else None, "explorer": None,
+                             "detail": "no features generated for the current impulse"})
         return Response({"job": job.id, "impulse_version": row.version, **job.result})

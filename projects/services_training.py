@@ -99,8 +99,13 @@ def features_start(*, project: Project, actor: Actor) -> Job:
                        snapshot=data_snapshot(project, (Category.TRAINING, Category.TESTING)))
 
 
-def _features_done(project: Project, row: Impulse) -> Job | None:
-    return Job.objects.filter(project=project, kind="features", impulse=row, status=JobStatus.SUCCEEDED).first()
+def features_done(project: Project, row: Impulse) -> Job | None:
+    """The newest successful feature generation for this impulse's input and processing blocks (a change
+    of only the learning blocks keeps the features)."""
+    same = [i.id for i in Impulse.objects.filter(project=project).only("id", "spec")
+            if i.spec.get("input") == row.spec.get("input") and i.spec.get("dsp") == row.spec.get("dsp")]
+    return Job.objects.filter(project=project, kind="features", impulse_id__in=same,
+                              status=JobStatus.SUCCEEDED).first()
 
 
 def train_start(*, project: Project, actor: Actor) -> Job:
@@ -114,7 +119,7 @@ def train_start(*, project: Project, actor: Actor) -> Job:
         if len(labels) < 2:
             raise ServiceError(f"a classifier needs at least two labels in the training data; found "
                                f"{labels or 'none'}", field="label")
-    if _features_done(project, row) is None:
+    if features_done(project, row) is None:
         raise ServiceError(f"generate features for impulse version {row.version} before training", status=400,
                            field="features")
     _no_running(project, ("features", "train"))

@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_devices
+from . import views, views_devices, views_jobs
 
 urlpatterns = [
     path("signup", views.signup, name="signup"),
@@ -16,4 +16,9 @@ urlpatterns = [
     path("projects/<int:project_id>/delete", views.project_delete, name="project-delete"),
     path("projects/<int:project_id>/devices", views_devices.devices, name="devices"),
     path("projects/<int:project_id>/devices/<int:device_pk>/", views_devices.device_detail, name="device"),
+    path("projects/<int:project_id>/impulse", views_jobs.impulse, name="impulse"),
+    path("projects/<int:project_id>/training", views_jobs.training, name="training"),
+    path("projects/<int:project_id>/model-testing", views_jobs.model_testing, name="model-testing"),
+    path("projects/<int:project_id>/jobs", views_jobs.jobs, name="jobs"),
+    path("projects/<int:project_id>/jobs/<int:job_id>", views_jobs.job, name="job"),
 ]

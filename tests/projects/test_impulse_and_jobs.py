@@ -186,3 +186,28 @@ def test_an_unreadable_sample_fails_the_job_naming_it(api, project):
     delete_quietly(bad.payload_path)
     job = run(start(api, project, "features").json()["id"])
     assert job.status == "failed" and f"sample {bad.id} ({bad.file_name})" in job.error
+
+
+def test_the_pages_render_the_latest_jobs_and_model(api, project, client_for):
+    add_samples(project, per_label=3)
+    put_impulse(api, project, impulse_spec(epochs=3))
+    features = run(start(api, project, "features").json()["id"])
+    train = run(start(api, project, "train").json()["id"])
+    viewer = client_for("vic")
+    pages = {
+        f"/projects/{project.id}/impulse": [b"Generate features", b"features-result", b'"explorer"'],
+        f"/projects/{project.id}/training": [b"model-data", b"confusion_matrix", b"uPlot.iife.min.js"],
+        f"/projects/{project.id}/model-testing": [b"Classify all", b"model-data"],
+        f"/projects/{project.id}/jobs": [f"#{features.id}".encode(), f"#{train.id}".encode(), b"succeeded"],
+        f"/projects/{project.id}/jobs/{train.id}": [b"job-data", b"epoch"],
+    }
+    for url, needles in pages.items():
+        r = viewer.get(url)
+        assert r.status_code == 200, url
+        for needle in needles:
+            if needle in (b"Generate features", b"Classify all"):
+                assert needle not in r.content, f"{url} offers a viewer an editor's button"
+            else:
+                assert needle in r.content, (url, needle)
+    assert b"Generate features" in client_for("bob").get(f"/projects/{project.id}/impulse").content
+    assert client_for("charlie").get(f"/projects/{project.id}/jobs/{train.id}").status_code == 404
