@@ -1,7 +1,7 @@
 """URL table of the JSON API under /api/v1/ (each area's module adds its own list here)."""
 from django.urls import path
 
-from . import api, api_devices, api_jobs
+from . import api, api_devices, api_jobs, api_samples
 
 urlpatterns = [
     path("projects", api.ProjectListApi.as_view(), name="api-projects"),
@@ -25,4 +25,19 @@ urlpatterns = [
          name="api-device-sample"),
     path("projects/<int:project_id>/devices/<int:device_pk>/recording", api_devices.DeviceRecordingApi.as_view(),
          name="api-device-recording"),
+    path("projects/<int:project_id>/samples", api_samples.SampleListApi.as_view(), name="api-samples"),
+    path("projects/<int:project_id>/samples/summary", api_samples.SampleSummaryApi.as_view(), name="api-samples-summary"),
+    path("projects/<int:project_id>/samples/bulk", api_samples.SampleBulkApi.as_view(), name="api-samples-bulk"),
+    path("projects/<int:project_id>/samples/upload", api_samples.SampleUploadApi.as_view(), name="api-samples-upload"),
+    path("projects/<int:project_id>/samples/export", api_samples.DatasetExportApi.as_view(), name="api-samples-export"),
+    path("projects/<int:project_id>/samples/import", api_samples.DatasetImportApi.as_view(), name="api-samples-import"),
+    path("projects/<int:project_id>/samples/<int:sample_id>", api_samples.SampleDetailApi.as_view(), name="api-sample"),
+    path("projects/<int:project_id>/samples/<int:sample_id>/data", api_samples.SampleDataApi.as_view(),
+         name="api-sample-data"),
+    path("projects/<int:project_id>/samples/<int:sample_id>/file", api_samples.SampleFileApi.as_view(),
+         name="api-sample-file"),
+    path("projects/<int:project_id>/samples/<int:sample_id>/crop", api_samples.SampleCropApi.as_view(),
+         name="api-sample-crop"),
+    path("projects/<int:project_id>/samples/<int:sample_id>/split", api_samples.SampleSplitApi.as_view(),
+         name="api-sample-split"),
 ]

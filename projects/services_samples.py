@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import time
+import typing
 import uuid
 import zipfile
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from . import ingestion
 from .ingestion import IngestionError, Limits, ParsedSample
 from .models import Category, Device, Project, Sample, SampleKind
 from .services import Actor, ServiceError, activity_log, project_hmac_key
-from .storage import delete_quietly, project_prefix, read_bytes, save_bytes
+from .storage import delete_quietly, project_prefix, save_bytes
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +310,10 @@ def _effective_content_type(data: bytes, content_type: str | None) -> str | None
 
 
 def sample_payload(sample: Sample) -> TimeSeries | Image:
-    """The sample's canonical payload, read from storage."""
-    return canonical.decode(read_bytes(sample.payload_path))
+    """The sample's canonical payload, read from storage (ServiceError 500 when it cannot be)."""
+    from .selectors_samples import sample_read
+
+    return sample_read(sample)
 
 
 # --- Edits ----------------------------------------------------------------------------------------
@@ -561,7 +564,7 @@ class ImportResult:
     skipped: list[str]
 
 
-def dataset_import(*, project: Project, actor: Actor, data: bytes) -> ImportResult:
+def dataset_import(*, project: Project, actor: Actor, data: bytes | typing.BinaryIO) -> ImportResult:
     """Import a zip written by `dataset_export` (or any zip of EI JSON/CBOR, CSV, WAV, PNG, JPEG files
     in ``training/``, ``testing/``, ``anomaly/`` folders; labels from ``info.labels`` or file names).
 
@@ -569,10 +572,13 @@ def dataset_import(*, project: Project, actor: Actor, data: bytes) -> ImportResu
     or absolute paths, and archives whose entries decompress to more than STUDIO_MAX_IMPORT_BYTES.
     """
     limit = _max_import_bytes()
-    if len(data) > limit:
-        raise ServiceError(f"zip is {len(data)} bytes, over the limit of {limit}", status=413, field="file")
+    fh = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    size = fh.seek(0, io.SEEK_END)
+    fh.seek(0)
+    if size > limit:
+        raise ServiceError(f"zip is {size} bytes, over the limit of {limit}", status=413, field="file")
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(fh)
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise ServiceError(f"not a zip file: {exc}", field="file") from exc

@@ -34,6 +34,17 @@ RULES: dict[str, dict[str, str]] = {
     "api-key-revoke": {"POST": "admin"},
     "api-hmac-key": {"GET": "admin", "POST": "admin"},
     "api-activity": {"GET": "viewer"},
+    "api-samples": {"GET": "viewer"},
+    "api-samples-summary": {"GET": "viewer"},
+    "api-samples-bulk": {"POST": "editor"},
+    "api-samples-upload": {"POST": "editor"},
+    "api-samples-export": {"GET": "viewer"},
+    "api-samples-import": {"POST": "editor"},
+    "api-sample": {"GET": "viewer", "PATCH": "editor", "DELETE": "editor"},
+    "api-sample-data": {"GET": "viewer"},
+    "api-sample-file": {"GET": "viewer"},
+    "api-sample-crop": {"POST": "editor"},
+    "api-sample-split": {"POST": "editor"},
 }
 
 # URLs outside the matrix, each with the reason; their own tests cover their access rules.
