@@ -41,6 +41,9 @@ if _LIBM is not None:
 #   "tflm":   TFLite Micro's reference kernels (double rounding, gemmlowp softmax).
 MATCH_TARGETS = ("litert", "tflm")
 
+# Ops whose kernels may write their output over one of their inputs.
+IN_PLACE_OPS = ("ADD", "QUANTIZE")
+
 ARENA_ALIGNMENT = 4  # bytes; keeps tensor starts word aligned for the M4's loads
 
 
@@ -592,6 +595,31 @@ def generate_c(model_bytes: bytes, *, prefix: str = "model", match: str = "liter
             group[find(op.outputs[0])] = find(op.inputs[0])
 
     external = {find(t_in.index): "input", find(t_out.index): "output"}
+
+    # Element-wise ops write in place over an input that dies at that op: every
+    # element is read before the same element is written.
+    last_use: dict[int, int] = {}
+    for step, op in enumerate(ops):
+        for t in op.inputs[:1] if op.op == "RESHAPE" else op.inputs:
+            if t >= 0 and graph.tensors[t].data is None:
+                last_use[find(t)] = step
+    for step, op in enumerate(ops):
+        if op.op not in IN_PLACE_OPS:
+            continue
+        out_g = find(op.outputs[0])
+        if out_g in external:
+            continue
+        for t in op.inputs:
+            if t < 0 or graph.tensors[t].data is not None:
+                continue
+            g = find(t)
+            if g in external or last_use.get(g) != step:
+                continue
+            if graph.tensors[t].nbytes != graph.tensors[op.outputs[0]].nbytes:
+                continue
+            group[out_g] = g
+            last_use[g] = max(step, last_use.get(out_g, step))
+            break
     spans: dict[int, list[int]] = {}
     for step, op in enumerate(ops):
         deps = op.inputs[:1] if op.op == "RESHAPE" else op.inputs

@@ -172,3 +172,10 @@ def test_quantize_multiplier_matches_tflite_on_known_values():
 def test_prefix_must_be_a_c_identifier(dense_tflite):
     with pytest.raises(CGenError, match="not a C identifier"):
         generate_c(dense_tflite, prefix="my model")
+
+
+def test_add_writes_in_place_so_the_cnn_arena_holds_two_activations_not_three(cnn_tflite):
+    cm = generate_c(cnn_tflite)
+    # conv out and depthwise out (16x16x8 = 2048 B each) are alive at the ADD; its output
+    # reuses the conv output's bytes, which die there.
+    assert cm.arena_size == 2 * 2048
