@@ -717,7 +717,7 @@ def test_split_is_stable_and_close_to_80_20() -> None:
 
 # --- fuzzing -----------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL = Limits(max_body_bytes=200_000, max_values=20_000, max_pixels=250_000, max_axes=16)
 
 
