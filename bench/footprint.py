@@ -29,10 +29,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from workers.ml.export.c_bundle import ARM_FLAGS, C_FLAGS  # noqa: E402
-from workers.ml.export.cgen import generate_c  # noqa: E402
+from workers.ml.export.c_bundle import ARM_FLAGS, C_FLAGS
+from workers.ml.export.cgen import generate_c
 
 TFLM_SCRIPT = textwrap.dedent(
     """
@@ -149,6 +149,7 @@ def convert(model, x: np.ndarray, int8: bool) -> bytes:
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
+
         def representative():
             for row in x[:64]:
                 yield [row[None].astype(np.float32)]
@@ -166,7 +167,10 @@ def tflm_arena(model: bytes, shape: tuple[int, ...], work: Path) -> int | None:
     path.write_bytes(model)
     proc = subprocess.run(
         [sys.executable, "-c", TFLM_SCRIPT, str(path), "400000", ",".join(str(d) for d in shape)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     for line in proc.stderr.splitlines():
         if "Arena allocation total" in line:
@@ -194,17 +198,27 @@ def litert_latency_us(model: bytes, shape: tuple[int, ...]) -> float:
 def c_measures(model: bytes, work: Path) -> dict:
     cm = generate_c(model)
     cm.write(work)
-    sources = sorted(str(p) for p in work.glob("*.c") if p.name not in ("bench.c", "exact.c", "arm.c"))
+    sources = sorted(
+        str(p) for p in work.glob("*.c") if p.name not in ("bench.c", "exact.c", "arm.c")
+    )
     (work / "bench.c").write_text(BENCH_MAIN)
     (work / "exact.c").write_text(EXACT_MAIN)
     flags = C_FLAGS.split()
-    subprocess.run(["gcc", *flags, "-o", str(work / "bench"), str(work / "bench.c"), *sources], check=True)
-    subprocess.run(["gcc", *flags, "-o", str(work / "exact"), str(work / "exact.c"), *sources], check=True)
-    latency = float(subprocess.run([str(work / "bench")], capture_output=True, text=True, check=True).stdout)
+    subprocess.run(
+        ["gcc", *flags, "-o", str(work / "bench"), str(work / "bench.c"), *sources], check=True
+    )
+    subprocess.run(
+        ["gcc", *flags, "-o", str(work / "exact"), str(work / "exact.c"), *sources], check=True
+    )
+    latency = float(
+        subprocess.run([str(work / "bench")], capture_output=True, text=True, check=True).stdout
+    )
 
     xs = np.random.default_rng(1).integers(-128, 128, size=(200, cm.input_size))
     text = "\n".join(" ".join(map(str, r)) for r in xs)
-    got = subprocess.run([str(work / "exact")], input=text, capture_output=True, text=True, check=True).stdout
+    got = subprocess.run(
+        [str(work / "exact")], input=text, capture_output=True, text=True, check=True
+    ).stdout
     c_out = np.array([[int(v) for v in line.split()] for line in got.strip().splitlines()])
 
     from ai_edge_litert.interpreter import Interpreter
@@ -226,12 +240,25 @@ def c_measures(model: bytes, work: Path) -> dict:
         for tag, extra in (("base", []), ("model", ["-DWITH_MODEL", *sources])):
             elf = work / f"{tag}.elf"
             subprocess.run(
-                ["arm-none-eabi-gcc", *ARM_FLAGS.split(), "-ffunction-sections", "-fdata-sections",
-                 f"-I{work}", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
-                 "-o", str(elf), str(work / "arm.c"), *extra],
+                [
+                    "arm-none-eabi-gcc",
+                    *ARM_FLAGS.split(),
+                    "-ffunction-sections",
+                    "-fdata-sections",
+                    f"-I{work}",
+                    "--specs=nano.specs",
+                    "--specs=nosys.specs",
+                    "-Wl,--gc-sections",
+                    "-o",
+                    str(elf),
+                    str(work / "arm.c"),
+                    *extra,
+                ],
                 check=True,
             )
-            out = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                ["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True
+            )
             text_, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
             sizes[tag] = (text_ + data, data + bss)
         arm = {
@@ -266,7 +293,9 @@ def main() -> None:
                 "tflm_arena": arena,
                 "c_arena": c["arena"],
                 "c_arena_plus_io": c["arena"] + c["io_bytes"],
-                "ratio_c_ram_to_tflm": None if not arena else round((c["arena"] + c["io_bytes"]) / arena, 3),
+                "ratio_c_ram_to_tflm": None
+                if not arena
+                else round((c["arena"] + c["io_bytes"]) / arena, 3),
                 "m4_flash": c["arm"]["flash"] if c["arm"] else None,
                 "m4_ram": c["arm"]["ram"] if c["arm"] else None,
                 "litert_us": round(litert_latency_us(int8_bytes, (1, *shape)), 2),

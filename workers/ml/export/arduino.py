@@ -206,7 +206,7 @@ def build_arduino_library(
         "    " + ", ".join(_c_float(v) for v in first[i : i + len(axes)]) + ","
         for i in range(0, first.size, len(axes))
     ]
-    files[f"examples/static_buffer/static_buffer.ino"] = STATIC_BUFFER_INO.replace(
+    files["examples/static_buffer/static_buffer.ino"] = STATIC_BUFFER_INO.replace(
         "@NAME@", name
     ).replace("@WINDOW@", "\n".join(rows))
     files["examples/nano_ble33_sense_accelerometer/nano_ble33_sense_accelerometer.ino"] = (

@@ -185,9 +185,13 @@ def impulse_source(spec: ImpulseSpec, model: CModel) -> str:
     p = model.prefix
     norm = []
     if spec.feature_mean is not None:
-        norm.append(f"static const float feature_mean[{spec.feature_count}] = {_array_init(spec.feature_mean)};")
+        norm.append(
+            f"static const float feature_mean[{spec.feature_count}] = {_array_init(spec.feature_mean)};"
+        )
     if spec.feature_scale is not None:
-        norm.append(f"static const float feature_scale[{spec.feature_count}] = {_array_init(spec.feature_scale)};")
+        norm.append(
+            f"static const float feature_scale[{spec.feature_count}] = {_array_init(spec.feature_scale)};"
+        )
     mean_line = "        x = x - feature_mean[i];\n" if spec.feature_mean is not None else ""
     scale_line = "        x = x / feature_scale[i];\n" if spec.feature_scale is not None else ""
     labels = ", ".join(_c_string(lbl) for lbl in spec.labels)
@@ -296,7 +300,9 @@ def test_vectors_header(
     n = len(windows)
     rows_w = ",\n".join("    " + _array_init(w) for w in windows)
     rows_f = ",\n".join("    " + _array_init(f) for f in features)
-    rows_o = ",\n".join("    {" + ", ".join(str(int(v)) for v in q.reshape(-1)) + "}" for q in outputs_q)
+    rows_o = ",\n".join(
+        "    {" + ", ".join(str(int(v)) for v in q.reshape(-1)) + "}" for q in outputs_q
+    )
     return f"""/* Test vectors written by Tiny Studio: raw windows, Python features, LiteRT int8 outputs.
  * Expected outputs are LiteRT's on the Python features quantized as studio_quantize_features does. */
 #ifndef STUDIO_TEST_VECTORS_H
@@ -447,19 +453,25 @@ def makefile_text(name: str, sources_dir: str, *, example: str | None, stub_dir:
         "",
         "$(BUILD)/arm/impulse.elf: extras/arm_size.c $(SRCS)",
         "\tmkdir -p $(BUILD)/arm",
-        "\t$(ARM_CC) $(ARM_FLAGS) -DSTUDIO_SIZE_WITH_IMPULSE -I$(SRC_DIR) -ffunction-sections "
-        "-fdata-sections --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -o $@ $^ -lm",
+        (
+            "\t$(ARM_CC) $(ARM_FLAGS) -DSTUDIO_SIZE_WITH_IMPULSE -I$(SRC_DIR) -ffunction-sections "
+            "-fdata-sections --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -o $@ $^ -lm"
+        ),
         "",
         "$(BUILD)/arm/baseline.elf: extras/arm_size.c",
         "\tmkdir -p $(BUILD)/arm",
-        "\t$(ARM_CC) $(ARM_FLAGS) -I$(SRC_DIR) -ffunction-sections -fdata-sections "
-        "--specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -o $@ $^ -lm",
+        (
+            "\t$(ARM_CC) $(ARM_FLAGS) -I$(SRC_DIR) -ffunction-sections -fdata-sections "
+            "--specs=nano.specs --specs=nosys.specs -Wl,--gc-sections -o $@ $^ -lm"
+        ),
         "",
         "$(BUILD)/selftest.elf: extras/selftest.c extras/qemu/startup.c $(SRCS)",
         "\tmkdir -p $(BUILD)",
-        "\t$(ARM_CC) $(ARM_FLAGS) -I$(SRC_DIR) -Iextras -ffunction-sections -fdata-sections "
-        "--specs=nano.specs --specs=rdimon.specs -T extras/qemu/mps2_an386.ld "
-        "-Wl,--gc-sections -u _printf_float -o $@ $^ -lm",
+        (
+            "\t$(ARM_CC) $(ARM_FLAGS) -I$(SRC_DIR) -Iextras -ffunction-sections -fdata-sections "
+            "--specs=nano.specs --specs=rdimon.specs -T extras/qemu/mps2_an386.ld "
+            "-Wl,--gc-sections -u _printf_float -o $@ $^ -lm"
+        ),
         "\t$(ARM_SIZE) $@",
         "",
         "qemu: $(BUILD)/selftest.elf",
@@ -470,11 +482,15 @@ def makefile_text(name: str, sources_dir: str, *, example: str | None, stub_dir:
         lines += [
             "arduino-stub: $(SRCS)",
             "\tmkdir -p $(BUILD)/stub",
-            "\tfor f in $(SRCS); do $(CC) $(CFLAGS) -I$(SRC_DIR) -c $$f -o $(BUILD)/stub/$$(basename $$f .c).o "
-            "|| exit 1; done",
-            f"\tfor ex in examples/*/*.ino; do n=$$(basename $$ex .ino); $(CXX) -std=c++11 -O2 -Wall "
-            f"-I{stub_dir} -I$(SRC_DIR) -include Arduino.h -x c++ $$ex -x none {stub_dir}/arduino_stub.cpp "
-            "$(BUILD)/stub/*.o -o $(BUILD)/stub/$$n -lm || exit 1; done",
+            (
+                "\tfor f in $(SRCS); do $(CC) $(CFLAGS) -I$(SRC_DIR) -c $$f -o $(BUILD)/stub/$$(basename $$f .c).o "
+                "|| exit 1; done"
+            ),
+            (
+                f"\tfor ex in examples/*/*.ino; do n=$$(basename $$ex .ino); $(CXX) -std=c++11 -O2 -Wall "
+                f"-I{stub_dir} -I$(SRC_DIR) -include Arduino.h -x c++ $$ex -x none {stub_dir}/arduino_stub.cpp "
+                "$(BUILD)/stub/*.o -o $(BUILD)/stub/$$n -lm || exit 1; done"
+            ),
             "",
         ]
     lines += ["clean:", "\trm -rf $(BUILD)", ""]
@@ -535,8 +551,12 @@ def impulse_files(
         window_len=int(window_len),
         axes=tuple(axes),
         feature_count=count,
-        feature_mean=None if feature_mean is None else np.asarray(feature_mean, np.float32).reshape(-1),
-        feature_scale=None if feature_scale is None else np.asarray(feature_scale, np.float32).reshape(-1),
+        feature_mean=None
+        if feature_mean is None
+        else np.asarray(feature_mean, np.float32).reshape(-1),
+        feature_scale=None
+        if feature_scale is None
+        else np.asarray(feature_scale, np.float32).reshape(-1),
     )
     from workers.ml.dsp import c as dsp_c
 

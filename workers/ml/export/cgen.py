@@ -107,7 +107,7 @@ class CModel:
 
 
 def _round_half_away(x: float) -> int:
-    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
 def quantize_multiplier(real: float, *, single_rounding: bool = True) -> tuple[int, int]:
@@ -143,7 +143,9 @@ def _f32(x: float) -> np.float32:
     return np.float32(x)
 
 
-def activation_range(activation: str, scale: float, zero_point: int, tensor: str) -> tuple[int, int]:
+def activation_range(
+    activation: str, scale: float, zero_point: int, tensor: str
+) -> tuple[int, int]:
     """TFLite CalculateActivationRangeQuantized for int8 (f / scale in float32, rounded away)."""
 
     def quantize(f: float) -> int:
@@ -163,7 +165,9 @@ def activation_range(activation: str, scale: float, zero_point: int, tensor: str
     )
 
 
-def _padding(padding: str, stride: int, dilation: int, in_size: int, filt: int, out_size: int) -> int:
+def _padding(
+    padding: str, stride: int, dilation: int, in_size: int, filt: int, out_size: int
+) -> int:
     if padding == "VALID":
         return 0
     effective = (filt - 1) * dilation + 1
@@ -259,7 +263,8 @@ class _Emitter:
         self.data_decls.append(f"extern const float {name}[{arr.size}];")
         # Nine significant digits round-trip every float32 exactly.
         body = ",\n".join(
-            "    " + ", ".join(f"{float(v):.9e}f" for v in arr[i : i + 8]) for i in range(0, arr.size, 8)
+            "    " + ", ".join(f"{float(v):.9e}f" for v in arr[i : i + 8])
+            for i in range(0, arr.size, 8)
         )
         self.data_defs.append(f"const float {name}[{arr.size}] = {{\n{body}\n}};\n")
         self.weights_bytes += 4 * arr.size
@@ -323,7 +328,9 @@ def _bias(em: _Emitter, op: Operator, channels: int) -> str:
 
 def _nhwc(t: Tensor, op: Operator) -> tuple[int, int, int, int]:
     if len(t.shape) != 4:
-        raise CGenError(f"{op.op} (operator {op.index}) expects a 4-D tensor, tensor {t.index} is {t.shape}")
+        raise CGenError(
+            f"{op.op} (operator {op.index}) expects a 4-D tensor, tensor {t.index} is {t.shape}"
+        )
     n, h, w, c = t.shape
     return n, h, w, c
 
@@ -350,9 +357,11 @@ def _emit_conv(em: _Emitter, op: Operator, depthwise: bool) -> tuple[str, str]:
     sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
     dh, dw = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
     pad = o.get("padding", "VALID")
-    in_scale, in_zp = _quant(inp)
+    _, in_zp = _quant(inp)
     out_scale, out_zp = _quant(out)
-    amin, amax = activation_range(o.get("fused_activation_function", "NONE"), out_scale, out_zp, out.name)
+    amin, amax = activation_range(
+        o.get("fused_activation_function", "NONE"), out_scale, out_zp, out.name
+    )
     mult, shift, fscale, _ = _requant_arrays(em, op, inp, filt, out, oc, fc=False)
     filt_name = em.const_array("int8_t", f"op{op.index}_filter", filt.data)
     bias = _bias(em, op, oc)
@@ -372,17 +381,23 @@ def _emit_fc(em: _Emitter, op: Operator) -> tuple[str, str]:
     g = em.graph
     inp, filt, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
     if filt.data is None or len(filt.shape) != 2:
-        raise CGenError(f"filter tensor {filt.index} of FULLY_CONNECTED must be a constant 2-D tensor")
+        raise CGenError(
+            f"filter tensor {filt.index} of FULLY_CONNECTED must be a constant 2-D tensor"
+        )
     if filt.dtype != "int8":
         raise CGenError(f"filter tensor {filt.index} of FULLY_CONNECTED is {filt.dtype}, not int8")
     out_depth, in_depth = filt.shape
     if inp.size % in_depth:
-        raise CGenError(f"FULLY_CONNECTED operator {op.index}: input size {inp.size} is not a multiple of {in_depth}")
+        raise CGenError(
+            f"FULLY_CONNECTED operator {op.index}: input size {inp.size} is not a multiple of {in_depth}"
+        )
     batches = inp.size // in_depth
-    in_scale, in_zp = _quant(inp)
+    _, in_zp = _quant(inp)
     out_scale, out_zp = _quant(out)
     o = op.options
-    amin, amax = activation_range(o.get("fused_activation_function", "NONE"), out_scale, out_zp, out.name)
+    amin, amax = activation_range(
+        o.get("fused_activation_function", "NONE"), out_scale, out_zp, out.name
+    )
     mult, shift, fscale, per_channel = _requant_arrays(em, op, inp, filt, out, out_depth, fc=True)
     filt_name = em.const_array("int8_t", f"op{op.index}_filter", filt.data)
     bias = _bias(em, op, out_depth)
@@ -407,7 +422,9 @@ def _emit_pool(em: _Emitter, op: Operator) -> tuple[str, str]:
     sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
     pad = o.get("padding", "VALID")
     out_scale, out_zp = _quant(out)
-    amin, amax = activation_range(o.get("fused_activation_function", "NONE"), out_scale, out_zp, out.name)
+    amin, amax = activation_range(
+        o.get("fused_activation_function", "NONE"), out_scale, out_zp, out.name
+    )
     pname = f"op{op.index}_params"
     em.params.append(
         f"static const studio_pool_params_t {pname} = {{\n"
@@ -440,7 +457,9 @@ def _emit_add(em: _Emitter, op: Operator) -> tuple[str, str]:
     m1, sh1 = em.qm(float(s1) / twice_max)
     m2, sh2 = em.qm(float(s2) / twice_max)
     mo, sho = em.qm(twice_max / float(_f32(1 << left_shift) * _f32(so)))
-    amin, amax = activation_range(op.options.get("fused_activation_function", "NONE"), so, zo, out.name)
+    amin, amax = activation_range(
+        op.options.get("fused_activation_function", "NONE"), so, zo, out.name
+    )
     xnn = (0, 0, 0, 0)
     if em.match == "litert":
         xnn = _xnnpack_add_params(s1, z1, s2, z2, so)
@@ -454,7 +473,9 @@ def _emit_add(em: _Emitter, op: Operator) -> tuple[str, str]:
     return "studio_add_s8", pname
 
 
-def _xnnpack_add_params(s1: float, z1: int, s2: float, z2: int, so: float) -> tuple[int, int, int, int]:
+def _xnnpack_add_params(
+    s1: float, z1: int, s2: float, z2: int, so: float
+) -> tuple[int, int, int, int]:
     """xnn_init_qs8_add_minmax_scalar_params: 21-bit multipliers from float32 scale ratios."""
     a_scale = _f32(_f32(s1) / _f32(so))
     b_scale = _f32(_f32(s2) / _f32(so))
@@ -462,7 +483,9 @@ def _xnnpack_add_params(s1: float, z1: int, s2: float, z2: int, so: float) -> tu
     exponent = int((np.array(max_scale, dtype=np.float32).view(np.uint32) >> 23) & 0xFF) - 127
     shift = 20 - exponent
     if not 12 <= shift <= 30:
-        raise CGenError(f"ADD input/output scale ratio {float(max_scale)} is outside XNNPACK's range")
+        raise CGenError(
+            f"ADD input/output scale ratio {float(max_scale)} is outside XNNPACK's range"
+        )
     # Multiplying by 2^shift is exact in float32; np.rint rounds half to even like lrintf.
     a_mult = int(np.rint(np.float64(a_scale) * 2.0**shift))
     b_mult = int(np.rint(np.float64(b_scale) * 2.0**shift))
@@ -513,7 +536,9 @@ def _emit_quantize(em: _Emitter, op: Operator) -> tuple[str, str]:
     so, zo = _quant(out)
     m, sh = em.qm(float(si) / float(so))
     pname = f"op{op.index}_params"
-    em.params.append(f"static const studio_requantize_params_t {pname} = {{{out.size}, {zi}, {zo}, {m}, {sh}}};\n")
+    em.params.append(
+        f"static const studio_requantize_params_t {pname} = {{{out.size}, {zi}, {zo}, {m}, {sh}}};\n"
+    )
     return "studio_requantize_s8", pname
 
 
@@ -573,7 +598,7 @@ def generate_c(model_bytes: bytes, *, prefix: str = "model", match: str = "liter
                 f"operator {op.index}: op {op.op} is not supported by the C generator "
                 f"(supported: {', '.join(SUPPORTED_OPS)})"
             )
-        for i in (op.inputs[:1] if op.op == "RESHAPE" else op.inputs[:2]):
+        for i in op.inputs[:1] if op.op == "RESHAPE" else op.inputs[:2]:
             if i >= 0 and graph.tensors[i].data is None:
                 _check_int8(graph.tensors[i], f"{op.op} input")
 
@@ -668,7 +693,9 @@ def generate_c(model_bytes: bytes, *, prefix: str = "model", match: str = "liter
             fn, pname = _emit_quantize(em, op)
         else:  # ADD
             fn, pname = _emit_add(em, op)
-            calls.append(f"{comment}\n    {fn}(&{pname}, {in_ptr}, {ptr(op.inputs[1])}, {out_ptr});")
+            calls.append(
+                f"{comment}\n    {fn}(&{pname}, {in_ptr}, {ptr(op.inputs[1])}, {out_ptr});"
+            )
             continue
         calls.append(f"{comment}\n    {fn}(&{pname}, {in_ptr}, {out_ptr});")
 

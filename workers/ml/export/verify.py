@@ -39,7 +39,7 @@ def _missing(*tools: str) -> list[str]:
 def _run(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None) -> tuple[int, str]:
     try:
         proc = subprocess.run(
-            cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
         )
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -89,7 +89,11 @@ def _parse_sizes(output: str) -> dict[str, dict[str, int]]:
             continue
         text, data, bss = int(parts[0]), int(parts[1]), int(parts[2])
         sizes[Path(parts[-1]).name] = {
-            "text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss
+            "text": text,
+            "data": data,
+            "bss": bss,
+            "flash": text + data,
+            "ram": data + bss,
         }
     return sizes
 
@@ -101,7 +105,12 @@ def _step(report: dict, name: str, status: str, output: str = "", **extra: Any) 
 
 
 def _markdown(report: dict) -> str:
-    lines = [f"# Verification of {report['bundle']}", "", f"Overall: **{'ok' if report['ok'] else 'FAILED'}**", ""]
+    lines = [
+        f"# Verification of {report['bundle']}",
+        "",
+        f"Overall: **{'ok' if report['ok'] else 'FAILED'}**",
+        "",
+    ]
     lines += ["| step | status | seconds | note |", "|---|---|---|---|"]
     for s in report["steps"]:
         note = s.get("reason") or s.get("note") or ""
@@ -120,7 +129,9 @@ def _markdown(report: dict) -> str:
         ]
         if report.get("qemu_elf"):
             e = report["qemu_elf"]
-            lines.append(f"whole QEMU self-test ELF with newlib: flash {e['flash']}, RAM {e['ram']} bytes")
+            lines.append(
+                f"whole QEMU self-test ELF with newlib: flash {e['flash']}, RAM {e['ram']} bytes"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +219,7 @@ def verify_c_bundle(
         )
 
     # 1. host gcc: build and run the self-test
+    host_parsed: dict[str, Any] | None = None
     missing = _missing("make", "gcc")
     if missing:
         _step(report, "host_build", "skipped", reason=f"not installed: {', '.join(missing)}")
@@ -215,14 +227,28 @@ def verify_c_bundle(
     else:
         t = time.monotonic()
         rc, out = _run(["make", "build/selftest"], root, timeout)
-        st = _step(report, "host_build", "ok" if rc == 0 else "failed", out, seconds=round(time.monotonic() - t, 2))
+        st = _step(
+            report,
+            "host_build",
+            "ok" if rc == 0 else "failed",
+            out,
+            seconds=round(time.monotonic() - t, 2),
+        )
         if st["status"] == "ok":
             t = time.monotonic()
             rc, out = _run(["./build/selftest"], root, timeout)
-            res = judge(_parse_selftest(out))
+            host_parsed = _parse_selftest(out)
+            res = judge(host_parsed)
             report["host"] = res
             ok = rc == 0 and passed(res)
-            _step(report, "host_run", "ok" if ok else "failed", out, seconds=round(time.monotonic() - t, 2), exit_code=rc)
+            _step(
+                report,
+                "host_run",
+                "ok" if ok else "failed",
+                out,
+                seconds=round(time.monotonic() - t, 2),
+                exit_code=rc,
+            )
         else:
             _step(report, "host_run", "skipped", reason="host build failed")
 
@@ -270,7 +296,14 @@ def verify_c_bundle(
                 rc2, out2 = _run([str(sketch)], root, timeout)
                 out += "\n$ static_buffer\n" + out2
                 rc = rc or rc2
-        _step(report, "arduino_stub", "ok" if rc == 0 else "failed", out, seconds=round(time.monotonic() - t, 2), note=note)
+        _step(
+            report,
+            "arduino_stub",
+            "ok" if rc == 0 else "failed",
+            out,
+            seconds=round(time.monotonic() - t, 2),
+            note=note,
+        )
 
     # 4. the self-test on an emulated Cortex-M4
     missing = _missing("make", "arm-none-eabi-gcc", "qemu-system-arm")
@@ -280,22 +313,43 @@ def verify_c_bundle(
     else:
         t = time.monotonic()
         rc, out = _run(["make", "build/selftest.elf"], root, timeout)
-        st = _step(report, "qemu_build", "ok" if rc == 0 else "failed", out, seconds=round(time.monotonic() - t, 2))
+        st = _step(
+            report,
+            "qemu_build",
+            "ok" if rc == 0 else "failed",
+            out,
+            seconds=round(time.monotonic() - t, 2),
+        )
         elf_size = _parse_sizes(out).get("selftest.elf")
         if elf_size:
             report["qemu_elf"] = elf_size
         if st["status"] == "ok":
             t = time.monotonic()
-            cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting", "-kernel", "build/selftest.elf"]
+            cmd = [
+                "qemu-system-arm",
+                "-M",
+                "mps2-an386",
+                "-nographic",
+                "-semihosting",
+                "-kernel",
+                "build/selftest.elf",
+            ]
             rc, out = _run(cmd, root, timeout)
             res = judge(_parse_selftest(out))
             report["qemu"] = res
             ok = rc == 0 and passed(res)
-            if "host" in report and report["qemu"].get("windows") == n:
-                host_scores = [w["scores"] for w in _parse_selftest(_host_output(report)).get("windows", [])]
+            if host_parsed is not None:
+                host_scores = [w["scores"] for w in host_parsed["windows"]]
                 qemu_scores = [w["scores"] for w in _parse_selftest(out)["windows"]]
                 res["same_as_host"] = host_scores == qemu_scores
-            _step(report, "qemu_run", "ok" if ok else "failed", out, seconds=round(time.monotonic() - t, 2), exit_code=rc)
+            _step(
+                report,
+                "qemu_run",
+                "ok" if ok else "failed",
+                out,
+                seconds=round(time.monotonic() - t, 2),
+                exit_code=rc,
+            )
         else:
             _step(report, "qemu_run", "skipped", reason="QEMU build failed")
 
@@ -312,10 +366,3 @@ def verify_c_bundle(
                 z.write(p, f"{root_name}/{p.relative_to(root)}")
     report["bundle_with_report"] = str(out_zip)
     return report
-
-
-def _host_output(report: dict) -> str:
-    for s in report["steps"]:
-        if s["name"] == "host_run":
-            return s["output"]
-    return ""

@@ -32,17 +32,17 @@ def _windows(n: int, window_len: int, seed: int = 0) -> np.ndarray:
 
 
 def _raw_kwargs(model: bytes, windows: np.ndarray) -> dict:
-    return dict(
-        model_bytes=model,
-        project_name="Gesture demo",
-        labels=LABELS,
-        dsp_block="raw",
-        dsp_params={},
-        frequency=50.0,
-        window_len=11,
-        axes=AXES,
-        test_windows=windows,
-    )
+    return {
+        "model_bytes": model,
+        "project_name": "Gesture demo",
+        "labels": LABELS,
+        "dsp_block": "raw",
+        "dsp_params": {},
+        "frequency": 50.0,
+        "window_len": 11,
+        "axes": AXES,
+        "test_windows": windows,
+    }
 
 
 def _expected(model: bytes, block: str, params: dict, windows: np.ndarray, **norm) -> tuple:
@@ -59,7 +59,9 @@ def _unzip(data: bytes, where: Path) -> Path:
 
 
 def _make(root: Path, *targets: str) -> str:
-    proc = subprocess.run(["make", *targets], cwd=root, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        ["make", *targets], cwd=root, capture_output=True, text=True, timeout=180, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -92,7 +94,12 @@ def test_arduino_zip_builds_with_its_readme_commands_and_predicts_like_litert(
     assert "top1 12 engine_exact 12 pipeline_exact 12" in out and "failures 0" in out
     _make(root, "arduino-stub")
     sketch = subprocess.run(
-        ["./build/stub/static_buffer"], cwd=root, capture_output=True, text=True, timeout=30
+        ["./build/stub/static_buffer"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     _, expected = _expected(dense_tflite, "raw", {}, windows[:1])
     assert f"prediction: {LABELS[int(expected[0].argmax())]}" in sketch.stdout
@@ -107,7 +114,12 @@ def test_cpp_zip_classifies_windows_from_stdin_like_litert_with_make_and_cmake(
     _make(root)
     text = "\n".join(", ".join(f"{v:.9g}" for v in w.reshape(-1)) for w in windows)
     proc = subprocess.run(
-        ["./build/Gesture_demo_classify"], cwd=root, input=text, capture_output=True, text=True
+        ["./build/Gesture_demo_classify"],
+        cwd=root,
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     predictions = [
         line.split(": ")[1] for line in proc.stdout.splitlines() if line.startswith("prediction")
@@ -127,6 +139,7 @@ def test_cpp_zip_classifies_windows_from_stdin_like_litert_with_make_and_cmake(
             input=text,
             capture_output=True,
             text=True,
+            check=False,
         )
         assert proc2.stdout == proc.stdout
 
