@@ -224,3 +224,30 @@ def test_bundle_rejects_label_count_that_differs_from_model_outputs(dense_tflite
     kwargs["labels"] = ["a", "b"]
     with pytest.raises(BundleError, match="4 outputs for 2 labels"):
         build_cpp_library(**kwargs)
+
+
+@pytest.mark.slow
+def test_cnn_engine_on_emulated_cortex_m4_matches_litert_and_the_host(cnn_tflite, tmp_path):
+    # The 16x16 image goes in as a raw window of 256 values on one axis.
+    windows = np.random.default_rng(5).normal(size=(5, 256, 1)).astype(np.float32)
+    feats, expected = _expected(cnn_tflite, "raw", {}, windows)
+    zip_bytes = build_cpp_library(
+        model_bytes=cnn_tflite,
+        project_name="cnn",
+        labels=["a", "b", "c"],
+        dsp_block="raw",
+        dsp_params={},
+        frequency=1.0,
+        window_len=256,
+        axes=["pixel"],
+    )
+    report = verify_c_bundle(
+        zip_bytes,
+        windows=windows,
+        expected_features=feats,
+        expected_int8_outputs=expected,
+        workdir=tmp_path,
+    )
+    assert report["ok"], [(s["name"], s["status"], s["output"][-500:]) for s in report["steps"]]
+    assert report["qemu"]["int8_mismatches"] == 0 and report["qemu"]["same_as_host"]
+    assert report["arm"]["ram"] >= generate_c(cnn_tflite).arena_size
