@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import selectors, services
+from . import selectors, services, services_wizard
 from .access import user_access
 from .models import ApiKey, KeyRole, Membership, Role
 
@@ -47,16 +47,18 @@ def dashboard(request):
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            project = services.project_create(owner=request.user, name=form.cleaned_data["name"],
-                                              description=form.cleaned_data["description"],
-                                              kind=request.POST.get("kind", ""))
-            return redirect("project", project_id=project.id)
+            project = services_wizard.project_create_guided(
+                owner=request.user, name=form.cleaned_data["name"], description=form.cleaned_data["description"],
+                kind=request.POST.get("kind", ""))
+            return redirect(services_wizard.landing_url(project))
         except services.ServiceError as exc:
             form.add_error("name", exc.message)
             status = 400
     projects, roles = selectors.projects_for_user(request.user)
     rows = [{"project": p, "role": roles[p.id]} for p in projects]
-    return render(request, "projects/dashboard.html", {"rows": rows, "form": form}, status=status)
+    return render(request, "projects/dashboard.html", {"rows": rows, "form": form,
+                                                       "kinds": services_wizard.KINDS.values(),
+                                                       "kind": request.POST.get("kind", "")}, status=status)
 
 
 def _page(request, project_id: int, template: str, need: str = Role.VIEWER, **context):
