@@ -13,12 +13,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from workers.ml import optimize, profile  # noqa: E402
-from workers.ml.learn.classifier import ArchSpec  # noqa: E402
-from workers.ml.learn.settings import TrainSettings  # noqa: E402
-from workers.ml.learn.train import train  # noqa: E402
+from workers.ml import optimize, profile
+from workers.ml.learn.classifier import ArchSpec
+from workers.ml.learn.settings import TrainSettings
+from workers.ml.learn.train import train
 
 
 def spectral_features(n_per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -17,11 +17,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from workers.ml.learn.settings import LearnParamError, TrainSettings  # noqa: E402
+from workers.ml.learn.settings import LearnParamError, TrainSettings
 
 PRUNABLE = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv1D)
 
@@ -58,7 +58,9 @@ def to_tflite_int8(model: keras.Model, representative: np.ndarray, max_samples: 
     """
     rep = np.asarray(representative, dtype=np.float32)
     if rep.ndim != 2 or len(rep) == 0:
-        raise LearnParamError(f"representative must be a non-empty (samples, features) array: {rep.shape}")
+        raise LearnParamError(
+            f"representative must be a non-empty (samples, features) array: {rep.shape}"
+        )
     if not np.isfinite(rep).all():
         raise LearnParamError("representative holds NaN or infinite features")
     if len(rep) > max_samples:
@@ -111,7 +113,7 @@ class MagnitudePruning(keras.callbacks.Callback):
     def apply(self, sparsity: float) -> None:
         for i, kernel in enumerate(self.kernels):
             w = np.asarray(kernel)
-            n_zero = int(round(sparsity * w.size))
+            n_zero = round(sparsity * w.size)
             mask = np.ones(w.size, dtype=bool)
             if n_zero:
                 # Earlier holes stay holes: they rank first, before live weights.
@@ -160,7 +162,9 @@ def prune(
     if not kernels:
         raise LearnParamError(f"model {model.name} has no Dense or Conv layer to prune")
     steps_per_epoch = int(np.ceil(len(x) / settings.batch_size))
-    callback = MagnitudePruning(kernels, sparsity, end_step=max(1, (2 * epochs * steps_per_epoch) // 3))
+    callback = MagnitudePruning(
+        kernels, sparsity, end_step=max(1, (2 * epochs * steps_per_epoch) // 3)
+    )
     if epochs == 0:
         callback.apply(sparsity)
         return pruned
@@ -170,7 +174,12 @@ def prune(
         loss="sparse_categorical_crossentropy" if softmax else "mse",
     )
     pruned.fit(
-        x, np.asarray(y), epochs=epochs, batch_size=settings.batch_size,
-        callbacks=[callback], verbose=0, shuffle=True,
+        x,
+        np.asarray(y),
+        epochs=epochs,
+        batch_size=settings.batch_size,
+        callbacks=[callback],
+        verbose=0,
+        shuffle=True,
     )
     return pruned

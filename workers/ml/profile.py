@@ -130,7 +130,9 @@ it.print_allocations()
 _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
 
 
-def _tflm(model_bytes: bytes, arena_size: int, x: np.ndarray | None = None) -> tuple[str, np.ndarray | None]:
+def _tflm(
+    model_bytes: bytes, arena_size: int, x: np.ndarray | None = None
+) -> tuple[str, np.ndarray | None]:
     """Run tflite-micro in a child process: a too-small arena or a degenerate model can
     segfault or abort it, which must not take the worker down."""
     with tempfile.TemporaryDirectory(prefix="tflm-") as tmp:
@@ -141,13 +143,21 @@ def _tflm(model_bytes: bytes, arena_size: int, x: np.ndarray | None = None) -> t
             np.save(Path(tmp) / "x.npy", x)
             args += [str(Path(tmp) / "x.npy"), str(Path(tmp) / "y.npy")]
         proc = subprocess.run(
-            args, capture_output=True, text=True, timeout=300,
+            args,
+            check=False,  # a crash is reported below with its signal
+            capture_output=True,
+            text=True,
+            timeout=300,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
         if proc.returncode != 0:
-            reason = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+            reason = (
+                f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+            )
             tail = (proc.stderr or "").strip().splitlines()[-3:]
-            raise TflmError(f"tflite-micro failed ({reason}) with a {arena_size}-byte arena: {' | '.join(tail)}")
+            raise TflmError(
+                f"tflite-micro failed ({reason}) with a {arena_size}-byte arena: {' | '.join(tail)}"
+            )
         y = np.load(Path(tmp) / "y.npy") if x is not None else None
         return proc.stdout + proc.stderr, y
 
@@ -170,7 +180,9 @@ def tflm_arena_bytes(model_bytes: bytes, *, arena_size: int = 4 * 1024 * 1024) -
     return int(found.group(1))
 
 
-def tflm_run(model_bytes: bytes, x_int8: np.ndarray, *, arena_size: int = 4 * 1024 * 1024) -> np.ndarray:
+def tflm_run(
+    model_bytes: bytes, x_int8: np.ndarray, *, arena_size: int = 4 * 1024 * 1024
+) -> np.ndarray:
     """Run quantized input rows through tflite-micro; returns its raw outputs, one row each."""
     _, y = _tflm(model_bytes, arena_size, np.asarray(x_int8))
     assert y is not None

@@ -10,8 +10,14 @@ from workers.ml.learn.settings import LearnParamError, TrainSettings
 from workers.ml.learn.train import train
 
 TINYML_OPS = {
-    "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
-    "ADD", "RESHAPE", "SOFTMAX",
+    "FULLY_CONNECTED",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "MAX_POOL_2D",
+    "AVERAGE_POOL_2D",
+    "ADD",
+    "RESHAPE",
+    "SOFTMAX",
 }
 
 
@@ -25,7 +31,11 @@ def blobs(n_features=20, seed=0):
 @pytest.fixture(scope="module")
 def trained():
     x, y = blobs()
-    return train(x, y, ["a", "b", "c"], ArchSpec(layers=(64, 32)), TrainSettings(epochs=5)).model, x, y
+    return (
+        train(x, y, ["a", "b", "c"], ArchSpec(layers=(64, 32)), TrainSettings(epochs=5)).model,
+        x,
+        y,
+    )
 
 
 def op_names(model_bytes):
@@ -55,7 +65,7 @@ def test_int8_file_is_full_integer_and_uses_only_microcontroller_ops(arch):
 
 
 def test_int8_model_agrees_with_the_float_model(trained):
-    model, x, y = trained
+    model, x, _ = trained
     q = optimize.to_tflite_int8(model, x, max_samples=50)
     f = optimize.to_tflite_float(model)
     keras_top1 = model.predict(x, verbose=0).argmax(1)

@@ -9,7 +9,9 @@ from workers.ml import optimize, profile
 from workers.ml.learn.settings import LearnParamError
 
 
-def export_tflite(model: keras.Model, *, quantize: bool, representative: np.ndarray | None) -> bytes:
+def export_tflite(
+    model: keras.Model, *, quantize: bool, representative: np.ndarray | None
+) -> bytes:
     """A float32 (quantize=False) or full-int8 (quantize=True) .tflite file of the model.
 
     ``representative`` (feature rows, usually the training set) is needed for int8.

@@ -50,7 +50,9 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(centers)
 
 
-def _lloyd(x: np.ndarray, centers: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, float]:
+def _lloyd(
+    x: np.ndarray, centers: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, float]:
     for _ in range(max_iter):
         assign = _sq_dist(x, centers).argmin(1)
         new = centers.copy()

@@ -67,7 +67,7 @@ def split_validation(
     train, val = [], []
     for g in groups:
         g = rng.permutation(g)
-        k = int(round(len(g) * fraction)) if len(g) > 1 else 0
+        k = round(len(g) * fraction) if len(g) > 1 else 0
         val.append(g[:k])
         train.append(g[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

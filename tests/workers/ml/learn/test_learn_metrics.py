@@ -26,4 +26,7 @@ def test_a_class_never_predicted_has_zero_precision_not_nan():
 
 
 def test_regression_metrics():
-    assert regression_metrics(np.array([1.0, 2.0]), np.array([2.0, 0.0])) == {"mse": 2.5, "mae": 1.5}
+    assert regression_metrics(np.array([1.0, 2.0]), np.array([2.0, 0.0])) == {
+        "mse": 2.5,
+        "mae": 1.5,
+    }

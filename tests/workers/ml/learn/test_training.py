@@ -54,7 +54,14 @@ def test_cancel_takes_effect_within_a_batch():
         return len(calls) >= 3
 
     with pytest.raises(TrainingCancelled):
-        train(x, y, LABELS, ArchSpec(), TrainSettings(epochs=50, batch_size=8), should_stop=should_stop)
+        train(
+            x,
+            y,
+            LABELS,
+            ArchSpec(),
+            TrainSettings(epochs=50, batch_size=8),
+            should_stop=should_stop,
+        )
     assert len(calls) == 3  # no batch ran after the one that saw the cancel
 
 
@@ -63,7 +70,10 @@ def test_conv1d_and_conv2d_classifiers_train_on_the_dsp_shape():
     x, y = blobs(n_features=24)
     r1 = train(x, y, LABELS, ArchSpec(kind="conv1d", layers=(8,), input_shape=(8, 3)), FAST)
     r2 = train(
-        x, y, LABELS, ArchSpec(kind="conv2d", layers=(4,), input_shape=(6, 4)),
+        x,
+        y,
+        LABELS,
+        ArchSpec(kind="conv2d", layers=(4,), input_shape=(6, 4)),
         TrainSettings(epochs=5, augmentation="image-flip"),
     )
     assert r1.metrics["accuracy"] > 0.6 and r2.metrics["accuracy"] > 0.6
@@ -74,7 +84,14 @@ def test_regression_reports_mse_and_mae():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 5)).astype(np.float32)
     y = x @ np.array([1.0, -2.0, 0.5, 0.0, 1.0]) + 0.1
-    r = train(x, y, [], ArchSpec(layers=(16,), dropout=0.0), TrainSettings(epochs=10, learning_rate=0.02), task="regression")
+    r = train(
+        x,
+        y,
+        [],
+        ArchSpec(layers=(16,), dropout=0.0),
+        TrainSettings(epochs=10, learning_rate=0.02),
+        task="regression",
+    )
     assert r.metrics["mse"] < np.var(y) / 4
     assert set(r.metrics) >= {"mse", "mae", "loss"}
 
@@ -84,7 +101,7 @@ def test_class_balancing_raises_recall_of_a_rare_class():
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.normal(0, 1, (300, 4)), rng.normal(1.2, 1, (15, 4))]).astype(np.float32)
     y = np.array([0] * 300 + [1] * 15)
-    s = dict(epochs=8, validation_split=0.0, learning_rate=0.01)
+    s = {"epochs": 8, "validation_split": 0.0, "learning_rate": 0.01}
     plain = train(x, y, ["normal", "rare"], ArchSpec(layers=(8,)), TrainSettings(**s))
     balanced = train(
         x, y, ["normal", "rare"], ArchSpec(layers=(8,)), TrainSettings(**s, class_balancing=True)
@@ -98,7 +115,10 @@ def test_class_balancing_raises_recall_of_a_rare_class():
 def test_early_stopping_ends_training_and_restores_the_best_weights():
     x, y = blobs(spread=3.0)
     r = train(
-        x, y, LABELS, ArchSpec(layers=(64,), dropout=0.0),
+        x,
+        y,
+        LABELS,
+        ArchSpec(layers=(64,), dropout=0.0),
         TrainSettings(epochs=200, learning_rate=0.05, early_stopping_patience=3),
     )
     assert r.metrics["epochs_run"] < 200
@@ -106,7 +126,7 @@ def test_early_stopping_ends_training_and_restores_the_best_weights():
 
 
 def test_a_classifier_with_one_label_is_rejected():
-    x, y = blobs()
+    x, _ = blobs()
     with pytest.raises(LearnParamError, match="at least two labels; found: \\['idle'\\]"):
         train(x, np.zeros(len(x), int), ["idle"], ArchSpec(), FAST)
 
