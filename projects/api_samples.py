@@ -9,6 +9,8 @@ from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,6 +25,47 @@ from .models import Category, Role, Sample
 from .services import ServiceError
 
 MAX_PAGE = 1000
+
+
+class PayloadTooLarge(APIException):
+    status_code = 413
+    default_detail = "request body is over the size limit"
+
+
+class RawFileParser(BaseParser):
+    """The body as bytes, whatever its content type (a sample file sent as it is).
+
+    DRF parses the body as soon as the CSRF check looks at POST; without this parser a CSV or WAV
+    body would be refused as an unsupported media type before the view runs.
+    """
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.STUDIO_MAX_SAMPLE_BYTES
+        data = stream.read(limit + 1) if stream is not None else b""
+        if len(data) > limit:
+            raise PayloadTooLarge(f"file is over the limit of {limit} bytes")
+        return data
+
+
+class ZipStreamParser(BaseParser):
+    """The body copied in chunks to a spooled temporary file (zips may exceed the in-memory limit)."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = services._max_import_bytes()
+        spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - the view closes it
+        total = 0
+        while stream is not None and (chunk := stream.read(1024 * 1024)):
+            total += len(chunk)
+            if total > limit:
+                spool.close()
+                raise PayloadTooLarge(f"zip is over the limit of {limit} bytes")
+            spool.write(chunk)
+        spool.seek(0)
+        return spool
 
 
 class SampleSerializer(serializers.ModelSerializer):
@@ -231,6 +274,8 @@ class SampleUploadApi(APIView):
     no_label=1. The body is parsed like the ingestion API's (EI JSON/CBOR, CSV, WAV, JPEG, PNG).
     """
 
+    parser_classes = [RawFileParser]
+
     @extend_schema(
         parameters=[OpenApiParameter("category", str, enum=list(services.UPLOAD_CATEGORIES)),
                     OpenApiParameter("file_name", str), OpenApiParameter("label", str),
@@ -255,7 +300,8 @@ class SampleUploadApi(APIView):
                 raise IngestionError(f"file is {declared} bytes, over the limit of {limit}", status=413)
             if category not in services.UPLOAD_CATEGORIES:
                 raise IngestionError(f"unknown category '{category}'")
-            sample = services.upload_ingest(project=access.project, actor=access.actor, data=request.body,
+            body = request.data if isinstance(request.data, bytes) else b""
+            sample = services.upload_ingest(project=access.project, actor=access.actor, data=body,
                                             file_name=p.get("file_name") or None,
                                             content_type=request.content_type, options=options)
         except IngestionError as exc:
@@ -277,22 +323,17 @@ class DatasetExportApi(APIView):
 
 
 class DatasetImportApi(APIView):
+    parser_classes = [ZipStreamParser]
+
     @extend_schema(request={"application/zip": bytes}, responses={201: dict},
                    summary="Import a zip (as exported, or folders training/testing/anomaly of sample files)")
     def post(self, request, project_id: int):
         access = project_access(request, project_id, Role.EDITOR)
-        limit = services._max_import_bytes()
-        total = 0
-        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as spool:
-            # Read the stream in chunks: request.body refuses anything over DATA_UPLOAD_MAX_MEMORY_SIZE.
-            stream = request._request
-            while chunk := stream.read(1024 * 1024):
-                total += len(chunk)
-                if total > limit:
-                    raise ServiceError(f"zip is over the limit of {limit} bytes", status=413, field="file")
-                spool.write(chunk)
+        spool = request.data
+        if not hasattr(spool, "read"):
+            raise ServiceError("send the zip file as the request body", field="file")
+        with spool:
             result = services.dataset_import(project=access.project, actor=access.actor, data=spool)
         return Response({"count": len(result.samples), "skipped": result.skipped,
                          "samples": SampleSerializer(result.samples[:1000], many=True).data},
                         status=status.HTTP_201_CREATED)
-

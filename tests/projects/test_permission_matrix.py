@@ -34,6 +34,8 @@ RULES: dict[str, dict[str, str]] = {
     "api-key-revoke": {"POST": "admin"},
     "api-hmac-key": {"GET": "admin", "POST": "admin"},
     "api-activity": {"GET": "viewer"},
+    "data": {"GET": "viewer"},
+    "sample": {"GET": "viewer"},
     "api-samples": {"GET": "viewer"},
     "api-samples-summary": {"GET": "viewer"},
     "api-samples-bulk": {"POST": "editor"},
