@@ -27,6 +27,7 @@ SUPPORTED_OPS = (
     "RESHAPE",
     "SOFTMAX",
     "QUANTIZE",
+    "MEAN",
 )
 
 # The expf LiteRT calls when it fills its softmax table: the C library's, not numpy's.
@@ -524,6 +525,37 @@ def _emit_softmax(em: _Emitter, op: Operator) -> tuple[str, str]:
     return "studio_softmax_s8", pname
 
 
+def _emit_mean(em: _Emitter, op: Operator) -> tuple[str, str]:
+    g = em.graph
+    inp, axis, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
+    if em.match != "litert":
+        raise UnsupportedOpError(
+            f"operator {op.index}: op MEAN is not supported by the C generator for match={em.match!r} "
+            "(only for 'litert')"
+        )
+    n, h, w, c = _nhwc(inp, op)
+    axes = (
+        sorted(int(a) % 4 for a in np.asarray(axis.data).reshape(-1))
+        if axis.data is not None
+        else []
+    )
+    if axes != [1, 2]:
+        raise UnsupportedOpError(
+            f"operator {op.index}: op MEAN over axes {axes} is not supported by the C generator "
+            "(only height and width, i.e. global average pooling)"
+        )
+    si, zi = _quant(inp)
+    so, zo = _quant(out)
+    # XNNPACK: (input_scale / output_scale) / element count, all in float32.
+    scale = _f32(_f32(_f32(si) / _f32(so)) / _f32(h * w))
+    pname = f"op{op.index}_params"
+    em.params.append(
+        f"static const studio_mean_params_t {pname} = {{{n}, {h}, {w}, {c}, {zi}, {zo}, "
+        f"{float(scale):.9e}f}};\n"
+    )
+    return "studio_mean_hw_s8", pname
+
+
 def _emit_quantize(em: _Emitter, op: Operator) -> tuple[str, str]:
     g = em.graph
     inp, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
@@ -691,6 +723,8 @@ def generate_c(model_bytes: bytes, *, prefix: str = "model", match: str = "liter
             fn, pname = _emit_softmax(em, op)
         elif op.op == "QUANTIZE":
             fn, pname = _emit_quantize(em, op)
+        elif op.op == "MEAN":
+            fn, pname = _emit_mean(em, op)
         else:  # ADD
             fn, pname = _emit_add(em, op)
             calls.append(

@@ -121,15 +121,21 @@ def test_model_with_tanh_raises_unsupported_op_naming_tanh():
         generate_c(to_int8_tflite(m, (10,)))
 
 
-def test_global_average_pooling_mean_raises_unsupported_op_naming_mean():
+@pytest.mark.slow
+def test_global_average_pooling_mean_is_identical_to_litert_and_refused_for_tflm(tmp_path):
     import keras
     from keras import layers
 
-    i = keras.Input((6, 6, 2))
-    x = layers.Conv2D(4, 3)(i)
-    o = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
-    with pytest.raises(UnsupportedOpError, match="op MEAN is not supported"):
-        generate_c(to_int8_tflite(keras.Model(i, o), (6, 6, 2)))
+    i = keras.Input((8, 8, 2))
+    x = layers.Conv2D(6, 3, activation="relu")(i)
+    o = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    model = to_int8_tflite(keras.Model(i, o), (8, 8, 2))
+    cm = generate_c(model)
+    assert "MEAN" in cm.ops
+    x = _random_inputs(50, cm.input_size, seed=4)
+    np.testing.assert_array_equal(run_generated_c(cm, x, tmp_path), litert_run(model, x))
+    with pytest.raises(UnsupportedOpError, match="op MEAN is not supported .* match='tflm'"):
+        generate_c(model, match="tflm")
 
 
 def test_float_input_model_is_rejected_naming_the_input_tensor():

@@ -1,9 +1,15 @@
-/* Tiny Studio int8 kernels: TFLite reference-kernel arithmetic in plain C99.
+/* Tiny Studio int8 kernels in plain C99, bit-exact with one of two interpreters.
  *
- * Every kernel reproduces the integer arithmetic of TensorFlow Lite's reference
- * kernels (tensorflow/lite/kernels/internal/reference/integer_ops), so the
- * int8 outputs are bit-exact with the LiteRT interpreter run with its reference
- * op resolver and with TFLite Micro. Shapes are NHWC, batch first.
+ * The generator (workers/ml/export/cgen.py) picks the arithmetic per model:
+ *  - match "litert" (default): what LiteRT's Python interpreter computes on its default CPU
+ *    path: XNNPACK's float requantization for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED /
+ *    MEAN, XNNPACK's 21-bit fixed-point ADD, and TFLite's lookup-table int8 SOFTMAX;
+ *  - match "tflm": TFLite's reference kernels as TFLite Micro runs them
+ *    (MultiplyByQuantizedMultiplier with SaturatingRoundingDoublingHighMul and
+ *    RoundingDivideByPOT, gemmlowp fixed-point softmax).
+ * Float steps are single products and sums of values fixed at generation time, so with
+ * FP contraction off (studio_nn_math.h) a Cortex-M4F gives the same bits as the host.
+ * Shapes are NHWC, batch first.
  */
 #ifndef STUDIO_NN_H
 #define STUDIO_NN_H
@@ -99,6 +105,17 @@ typedef struct {
 } studio_requantize_params_t;
 
 void studio_requantize_s8(const studio_requantize_params_t *p, const int8_t *in, int8_t *out);
+
+/* MEAN over height and width of an NHWC tensor (global average pooling), as XNNPACK's qs8
+ * mean on LiteRT's default CPU path: round-half-even(sum(in - in_zp) * scale) + out_zp with
+ * scale = (in_scale / out_scale) / (h * w) in float32. */
+typedef struct {
+    int batches, in_h, in_w, channels;
+    int32_t in_zero_point, out_zero_point;
+    float scale;
+} studio_mean_params_t;
+
+void studio_mean_hw_s8(const studio_mean_params_t *p, const int8_t *in, int8_t *out);
 
 #ifdef __cplusplus
 }
