@@ -51,9 +51,12 @@ def default_spec(project: Project) -> dict:
     if first is not None and first.interval_ms:
         freq = round(1000.0 / first.interval_ms, 3)
     learn[0]["inputs"] = ["spectral"]
+    # Even bands up to Nyquist and a filter only where there is room for one: valid at any rate.
+    params = {"spectral_power_edges": [], "fft_length": 64 if freq <= 25 else 128,
+              "filter_type": "low" if freq >= 20 else "none", "filter_cutoff": min(3.0, freq / 4)}
     return {"input": {"type": "time-series", "window_size_ms": 2000, "window_increase_ms": 500,
                       "frequency_hz": freq, "zero_pad": True},
-            "dsp": [{"id": "spectral", "block": "spectral-analysis", "axes": axes}],
+            "dsp": [{"id": "spectral", "block": "spectral-analysis", "axes": axes, "params": params}],
             "learn": learn}
 
 
