@@ -11,6 +11,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from .consumer_resilience import ResilientChannelReceive
 from .models import Job, Membership
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -38,7 +39,7 @@ async def _refuse(consumer, code: int) -> None:
     await consumer.close(code=code)
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
+class JobConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
@@ -64,7 +65,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(message["event"])
 
 
-class ProjectEventsConsumer(AsyncJsonWebsocketConsumer):
+class ProjectEventsConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
     """Project-wide events (new samples, devices online/offline, remote sampling steps)."""
 
     async def connect(self):
@@ -98,7 +99,7 @@ def _device_in_project(user, project_id: int, device_pk: int) -> bool:
             and Device.objects.filter(pk=device_pk, project_id=project_id).exists())
 
 
-class DeviceLiveConsumer(AsyncJsonWebsocketConsumer):
+class DeviceLiveConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
     """A browser watching a device's data live. While it watches, it reminds the device's session
     every few seconds (device.watch), so a device nobody watches sends no live traffic at all."""
 

@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services_devices as devices
+from .consumer_resilience import ResilientChannelReceive
 
 # Close codes (docs/device-protocol.md).
 CLOSE_AUTH = 4001           # missing, invalid, revoked or non-ingestion API key
@@ -32,7 +33,7 @@ MAX_AXES = 64
 LIVE_POINTS = 200           # rows per live update: a screen needs no more
 
 
-class DeviceConsumer(AsyncWebsocketConsumer):
+class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
     async def connect(self):
         self.binary = False
         self.device: dict | None = None
@@ -46,6 +47,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.rate_window_start = time.monotonic()
         self.rate_values = 0
         self.rate_strikes = 0
+        self.warned_fast = False
         self.closed = False
         self.flusher: asyncio.Task | None = None
         await self.accept()
@@ -184,6 +186,10 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         except devices.DeviceProtocolError as exc:
             await self.fail(CLOSE_BAD_VALUES, exc.message)
             return
+        # Every frame counts towards the rate, duplicates and out-of-order ones too: a device that
+        # ignores resend requests and keeps flooding is still closed.
+        if not await self._within_rate(rows * self.axes):
+            return
         if seq < self.next_seq:
             return  # a duplicate of a frame already received (a resend after reconnect): dropped
         if seq > self.next_seq:
@@ -191,8 +197,6 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             if self.resend_requested_for != self.next_seq:
                 self.resend_requested_for = self.next_seq
                 await self.send_msg({"streamResend": {"from": self.next_seq}})
-            return
-        if not await self._within_rate(rows * self.axes):
             return
         self.pending.append((seq, self.axes, packed))
         self.next_seq = seq + 1
@@ -208,12 +212,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 return False
         self.rate_values += values
         if self.rate_values > self.max_rate:
-            if self.rate_values - values <= self.max_rate:
+            if not self.warned_fast:
+                self.warned_fast = True
                 await self.send_msg({"warning": "too fast: frames over the declared rate are dropped; "
                                                 "resend them from the last acknowledged seq"})
-            # Not stored, so not acknowledged: the device resends once it slows down.
-            self.next_seq = min(self.next_seq, self.pending[-1][0] + 1 if self.pending else
-                                (self.acked_seq + 1 if self.acked_seq is not None else 0))
+            # Not stored, so not acknowledged: the next frame is a gap, and the device is asked to resend.
             return False
         return True
 

@@ -75,7 +75,7 @@ def parse_hello(hello: dict) -> HelloInfo:
         if not isinstance(max_len, (int, float)) or isinstance(max_len, bool) or max_len < 0:
             raise DeviceProtocolError(f"hello.sensors[{i}].maxSampleLengthS must be a non-negative number")
         clean.append({"name": sensor["name"][:64], "maxSampleLengthS": max_len, "frequencies": frequencies})
-    return HelloInfo(version=version, api_key=_text(hello, "apiKey", limit=200),
+    return HelloInfo(version=version, api_key=_text(hello, "apiKey", required=False, limit=200),
                      device_id=_text(hello, "deviceId"), device_type=_text(hello, "deviceType"),
                      connection=_text(hello, "connection", required=False, limit=32), sensors=clean)
 
