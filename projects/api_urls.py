@@ -1,7 +1,7 @@
 """URL table of the JSON API under /api/v1/ (each area's module adds its own list here)."""
 from django.urls import path
 
-from . import api, api_devices, api_jobs, api_samples
+from . import api, api_deploy, api_devices, api_jobs, api_samples
 
 urlpatterns = [
     path("projects", api.ProjectListApi.as_view(), name="api-projects"),
@@ -19,6 +19,15 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel", api_jobs.JobCancelApi.as_view(), name="api-job-cancel"),
     path("projects/<int:project_id>/trained-models", api_jobs.TrainedModelListApi.as_view(), name="api-trained-models"),
     path("trained-models/<int:model_id>", api_jobs.TrainedModelDetailApi.as_view(), name="api-trained-model"),
+    path("trained-models/<int:model_id>/optimize", api_deploy.ModelOptimizeApi.as_view(), name="api-model-optimize"),
+    path("trained-models/<int:model_id>/variants", api_deploy.ModelVariantsApi.as_view(), name="api-model-variants"),
+    path("projects/<int:project_id>/deployments", api_deploy.DeploymentListApi.as_view(), name="api-deployments"),
+    path("deployments/<int:deployment_id>", api_deploy.DeploymentDetailApi.as_view(), name="api-deployment"),
+    path("deployments/<int:deployment_id>/download", api_deploy.DeploymentDownloadApi.as_view(),
+         name="api-deployment-download"),
+    path("projects/<int:project_id>/uploaded-models", api_deploy.UploadedModelListApi.as_view(),
+         name="api-uploaded-models"),
+    path("uploaded-models/<int:upload_id>", api_deploy.UploadedModelDetailApi.as_view(), name="api-uploaded-model"),
     path("projects/<int:project_id>/devices", api_devices.DeviceListApi.as_view(), name="api-devices"),
     path("projects/<int:project_id>/devices/<int:device_pk>", api_devices.DeviceDetailApi.as_view(), name="api-device"),
     path("projects/<int:project_id>/devices/<int:device_pk>/sample", api_devices.DeviceSampleApi.as_view(),

@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_data, views_devices, views_jobs
+from . import views, views_data, views_deploy, views_devices, views_jobs
 
 urlpatterns = [
     path("signup", views.signup, name="signup"),
@@ -21,6 +21,11 @@ urlpatterns = [
     path("projects/<int:project_id>/model-testing", views_jobs.model_testing, name="model-testing"),
     path("projects/<int:project_id>/jobs", views_jobs.jobs, name="jobs"),
     path("projects/<int:project_id>/jobs/<int:job_id>", views_jobs.job, name="job"),
+    path("projects/<int:project_id>/deployment", views_deploy.deployment, name="deployment"),
+    path("projects/<int:project_id>/models/<int:model_id>/", views_deploy.model_page, name="model"),
+    path("projects/<int:project_id>/models/upload", views_deploy.byom, name="byom"),
+    path("projects/<int:project_id>/models/upload/<int:upload_id>", views_deploy.uploaded_model,
+         name="uploaded-model"),
     path("projects/<int:project_id>/data", views_data.data, name="data"),
     path("projects/<int:project_id>/data/<int:sample_id>", views_data.sample, name="sample"),
 ]

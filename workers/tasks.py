@@ -16,7 +16,9 @@ def run_job(self, job_id: int) -> None:
     another worker (see projects/services_jobs.py for the attempts limit)."""
     from projects import services_jobs as jobs
     from projects.services import ServiceError
-    from projects.services_training import RUNNERS
+    from projects.services_byom import RUNNERS as BYOM_RUNNERS
+    from projects.services_deploy import RUNNERS as DEPLOY_RUNNERS
+    from projects.services_training import RUNNERS as TRAINING_RUNNERS
     from workers.ml.dsp.common import DspParamError
     from workers.ml.learn.settings import LearnParamError, TrainingCancelled
     from workers.ml.pipeline import ImpulseError
@@ -25,7 +27,7 @@ def run_job(self, job_id: int) -> None:
     if claim is None:
         return
     watch = jobs.CancelWatch(claim)
-    runner = RUNNERS.get(claim.job.kind)
+    runner = {**TRAINING_RUNNERS, **DEPLOY_RUNNERS, **BYOM_RUNNERS}.get(claim.job.kind)
     try:
         if runner is None:
             raise ServiceError(f"unknown job kind {claim.job.kind!r}")
@@ -43,4 +45,7 @@ def run_job(self, job_id: int) -> None:
         log.exception("job %s failed", job_id)
         jobs.job_fail(claim, error=f"internal error: {type(exc).__name__}: {exc}")
     else:
-        jobs.job_succeed(claim, result=result)
+        if jobs.job_succeed(claim, result=result) and claim.job.kind == "train" and result.get("model_id"):
+            from projects.services_deploy import optimize_after_training
+
+            optimize_after_training(model_id=result["model_id"])  # the model page's table, without a click
