@@ -593,6 +593,29 @@ def impulse_files(
     return spec, model, files, test_features
 
 
+def reference_outputs(
+    model_bytes: bytes,
+    *,
+    dsp_block: str,
+    dsp_params: dict,
+    windows: np.ndarray,
+    frequency: float,
+    feature_mean: np.ndarray | None = None,
+    feature_scale: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Python features, LiteRT int8 outputs) of raw windows: what verify_c_bundle expects."""
+    model = generate_c(model_bytes)
+    feats = python_features(dsp_block, dsp_params, np.asarray(windows), frequency=frequency)
+    q = quantize_features(
+        feats,
+        scale=model.input_scale,
+        zero_point=model.input_zero_point,
+        feature_mean=feature_mean,
+        feature_scale=feature_scale,
+    )
+    return feats, litert_outputs(model_bytes, q)
+
+
 def litert_outputs(model_bytes: bytes, inputs_q: np.ndarray) -> np.ndarray:
     """int8 outputs of the LiteRT interpreter (default CPU path) for each int8 input row."""
     from ai_edge_litert.interpreter import Interpreter

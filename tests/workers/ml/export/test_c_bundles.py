@@ -13,12 +13,7 @@ import pytest
 
 from workers.ml.export import verify as verify_mod
 from workers.ml.export.arduino import build_arduino_library
-from workers.ml.export.c_bundle import (
-    BundleError,
-    litert_outputs,
-    python_features,
-    quantize_features,
-)
+from workers.ml.export.c_bundle import BundleError, reference_outputs
 from workers.ml.export.cgen import generate_c
 from workers.ml.export.cpp import build_cpp_library
 from workers.ml.export.verify import verify_c_bundle
@@ -46,10 +41,9 @@ def _raw_kwargs(model: bytes, windows: np.ndarray) -> dict:
 
 
 def _expected(model: bytes, block: str, params: dict, windows: np.ndarray, **norm) -> tuple:
-    feats = python_features(block, params, windows, frequency=50.0)
-    cm = generate_c(model)
-    q = quantize_features(feats, scale=cm.input_scale, zero_point=cm.input_zero_point, **norm)
-    return feats, litert_outputs(model, q)
+    return reference_outputs(
+        model, dsp_block=block, dsp_params=params, windows=windows, frequency=50.0, **norm
+    )
 
 
 def _unzip(data: bytes, where: Path) -> Path:
