@@ -105,7 +105,7 @@ class SplitSerializer(serializers.Serializer):
 
 
 class BulkSerializer(serializers.Serializer):
-    ids = serializers.ListField(child=serializers.IntegerField(), max_length=100_000)
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), max_length=100_000)
     action = serializers.ChoiceField(choices=services.BULK_ACTIONS)
     label = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=1000)
     category = serializers.CharField(required=False)
@@ -136,7 +136,8 @@ LIST_PARAMS = [
 
 
 class SampleListApi(APIView):
-    @extend_schema(parameters=LIST_PARAMS, responses=SamplePageSerializer, summary="The data set, filtered and paged")
+    @extend_schema(parameters=LIST_PARAMS, responses=SamplePageSerializer, summary="The data set, filtered and paged",
+                   operation_id="samples_list")
     def get(self, request, project_id: int):
         access = project_access(request, project_id)
         p = request.query_params
@@ -160,7 +161,7 @@ class SampleSummaryApi(APIView):
 
 
 class SampleDetailApi(APIView):
-    @extend_schema(responses=SampleSerializer, summary="One sample")
+    @extend_schema(responses=SampleSerializer, summary="One sample", operation_id="sample_retrieve")
     def get(self, request, project_id: int, sample_id: int):
         access = project_access(request, project_id)
         return Response(SampleSerializer(_sample(access, sample_id)).data)
