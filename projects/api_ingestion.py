@@ -49,6 +49,18 @@ def _flag(request, name: str) -> bool:
     return request.headers.get(name, "").strip().lower() in _TRUE
 
 
+def header_text(request, name: str) -> str | None:
+    """A header as text: servers hand headers over decoded as Latin-1, clients send labels and
+    file names as UTF-8 ("münze.json"), so re-read them as UTF-8 when they are valid UTF-8."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def _authenticate(request) -> ApiKey:
     try:
         return api_key_authenticate(request.headers.get("x-api-key"))
@@ -93,14 +105,14 @@ def _redis():
 
 def upload_options(request, category: str) -> UploadOptions:
     """The EI headers of a request as UploadOptions (raises IngestionError on a bad header)."""
-    label = request.headers.get("x-label")
+    label = header_text(request, "x-label")
     return UploadOptions(
         category=category,
         label=label if label not in (None, "") else None,
         no_label=_flag(request, "x-no-label"),
         disallow_duplicates=_flag(request, "x-disallow-duplicates"),
         add_date_id=_flag(request, "x-add-date-id"),
-        metadata=parse_metadata_header(request.headers.get("x-metadata")),
+        metadata=parse_metadata_header(header_text(request, "x-metadata")),
         upload_source=request.headers.get("x-upload-source", "")[:64],
     )
 
@@ -124,7 +136,7 @@ def ingest_data(request, category: str):
         if declared > limit:
             raise RequestProblem(f"body is {declared} bytes, over the limit of {limit}", 413)
         sample = upload_ingest(project=key.project, actor=Actor(api_key=key), data=request.body,
-                               file_name=request.headers.get("x-file-name") or None,
+                               file_name=header_text(request, "x-file-name") or None,
                                content_type=request.content_type, options=options)
     except RequestProblem as exc:
         return _text(exc.message, exc.status)
@@ -187,7 +199,14 @@ def parse_files(request) -> list[tuple[str, object]]:
     for part in parts:
         index = int(part.name[4:]) if part.name.startswith("part") and part.name[4:].isdigit() else -1
         raw = parser.raw_names[index] if 0 <= index < len(parser.raw_names) else part.name
+        # The EI SDK sends multi-label annotations as an extra "structured_labels.labels" part;
+        # they have no place in a single-label sample, so they are left out (not failed).
+        if raw.endswith(".labels"):
+            part.close()
+            continue
         out.append((raw, part))
+    if not out:
+        raise RequestProblem("no sample files: only .labels annotation files were sent")
     return out
 
 

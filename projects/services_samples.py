@@ -279,7 +279,7 @@ def upload_ingest(*, project: Project, actor: Actor, data: bytes, file_name: str
         label = ""
     elif options.label is not None:
         label = ingestion.validate_label(options.label)
-    elif safe_name:
+    elif safe_name and not safe_name.startswith("."):
         label = ingestion.label_from_file_name(safe_name)
     else:
         label = ""

@@ -361,3 +361,19 @@ def test_device_is_recorded_from_the_document(client, key, project):
     assert post_data(client, key, body, **{"x-file-name": "a.json"}).status_code == 200
     device = Device.objects.get(project=project, device_id="dev-42")
     assert device.device_type == "NANO33" and device.samples.count() == 1
+
+
+def test_utf8_label_and_file_name_headers_are_read_as_utf8(client, key, project):
+    body = ei_json_bytes(ei_document(accelerometer_values(6)))
+    as_sent = "münze.1.json".encode().decode("latin-1")  # what a server hands over for UTF-8 bytes
+    r = post_data(client, key, body, **{"x-file-name": as_sent, "x-label": "Münze ☕".encode().decode("latin-1")})
+    assert r.status_code == 200, r.content
+    sample = Sample.objects.get(project=project)
+    assert (sample.file_name, sample.label) == ("münze.1.json", "Münze ☕")
+
+
+def test_structured_labels_part_of_the_sdk_is_left_out_not_failed(client, key, project):
+    body = ei_json_bytes(ei_document(accelerometer_values(6)))
+    r = post_files(client, key, [("a.1.json", body, "application/json"),
+                                 ("structured_labels.labels", b'{"version": 1}', "application/json")])
+    assert r.status_code == 200 and [f["fileName"] for f in r.json()["files"]] == ["a.1.json"]
