@@ -630,6 +630,15 @@ def generate_c(model_bytes: bytes, *, prefix: str = "model", match: str = "liter
                 f"operator {op.index}: op {op.op} is not supported by the C generator "
                 f"(supported: {', '.join(SUPPORTED_OPS)})"
             )
+        if op.op == "RESHAPE":
+            src, dst = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+            if src.size != dst.size:
+                raise CGenError(
+                    f"RESHAPE operator {op.index}: output tensor {dst.index} ({dst.name}) has "
+                    f"static shape {list(dst.shape)} for {src.size} values; the model's shapes are "
+                    "only known at run time (e.g. Dense on a 3-D input), which the C generator "
+                    "cannot plan"
+                )
         for i in op.inputs[:1] if op.op == "RESHAPE" else op.inputs[:2]:
             if i >= 0 and graph.tensors[i].data is None:
                 _check_int8(graph.tensors[i], f"{op.op} input")

@@ -185,3 +185,13 @@ def test_add_writes_in_place_so_the_cnn_arena_holds_two_activations_not_three(cn
     # conv out and depthwise out (16x16x8 = 2048 B each) are alive at the ADD; its output
     # reuses the conv output's bytes, which die there.
     assert cm.arena_size == 2 * 2048
+
+
+def test_dense_on_a_3d_input_with_run_time_shapes_is_refused_with_the_reason():
+    import keras
+    from keras import layers
+
+    i = keras.Input((10, 4))
+    model = to_int8_tflite(keras.Model(i, layers.Dense(3)(i)), (10, 4))
+    with pytest.raises(CGenError, match="only known at run time"):
+        generate_c(model)
