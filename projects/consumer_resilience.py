@@ -35,6 +35,7 @@ class ResilientChannelReceive:
             except RedisTimeoutError:
                 continue  # an idle read timed out: nothing was lost, read again
             except TRANSIENT as exc:
-                log.warning("channel layer read failed (%s); retrying in %.2f s", exc, delay)
+                if delay == 0.05:  # once per outage, not once per retry
+                    log.warning("channel layer read failed (%s); retrying until it answers", exc)
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
