@@ -41,6 +41,8 @@ typedef struct {
     const int32_t *mult;  /* [out_c] */
     const int32_t *shift; /* [out_c] */
     const float *scale;   /* [out_c] or NULL: float requantization instead of mult/shift */
+    int16_t *patch;       /* conv scratch: k_h * k_w * in_c values of one input patch */
+    int32_t *acc;         /* depthwise scratch: out_c accumulators */
 } studio_conv_params_t;
 
 void studio_conv2d_s8(const studio_conv_params_t *p, const int8_t *in, int8_t *out);
