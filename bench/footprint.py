@@ -63,11 +63,11 @@ int main(void)
     for (int i = 0; i < MODEL_INPUT_SIZE; i++) in[i] = (int8_t)(i * 37);
     clock_gettime(CLOCK_MONOTONIC, &a);
     do {
-        for (int k = 0; k < 100; k++) { model_invoke(in, out); in[k % MODEL_INPUT_SIZE] ^= out[0]; }
-        n += 100;
+        for (int k = 0; k < 20; k++) { model_invoke(in, out); in[k % MODEL_INPUT_SIZE] ^= out[0]; }
+        n += 20;
         clock_gettime(CLOCK_MONOTONIC, &b);
         elapsed = (b.tv_sec - a.tv_sec) + 1e-9 * (b.tv_nsec - a.tv_nsec);
-    } while (elapsed < 0.5);
+    } while (elapsed < 0.2);
     printf("%.3f\n", 1e6 * elapsed / n);
     return 0;
 }
@@ -187,12 +187,16 @@ def litert_latency_us(model: bytes, shape: tuple[int, ...]) -> float:
     it.set_tensor(d["index"], np.zeros(shape, np.int8))
     for _ in range(20):
         it.invoke()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 0.5:
-        for _ in range(100):
-            it.invoke()
-        n += 100
-    return 1e6 * (time.perf_counter() - t0) / n
+    best = float("inf")
+    # The best of five rounds: other processes share the two cores.
+    for _ in range(5):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 0.2:
+            for _ in range(20):
+                it.invoke()
+            n += 20
+        best = min(best, 1e6 * (time.perf_counter() - t0) / n)
+    return best
 
 
 def c_measures(model: bytes, work: Path) -> dict:
@@ -210,8 +214,11 @@ def c_measures(model: bytes, work: Path) -> dict:
     subprocess.run(
         ["gcc", *flags, "-o", str(work / "exact"), str(work / "exact.c"), *sources], check=True
     )
-    latency = float(
-        subprocess.run([str(work / "bench")], capture_output=True, text=True, check=True).stdout
+    latency = min(
+        float(
+            subprocess.run([str(work / "bench")], capture_output=True, text=True, check=True).stdout
+        )
+        for _ in range(5)
     )
 
     xs = np.random.default_rng(1).integers(-128, 128, size=(200, cm.input_size))
@@ -323,7 +330,7 @@ def main() -> None:
         "interpreter metadata). C arena: the generated engine's one static buffer; C+io adds the "
         "caller's input and output buffers. ratio = (C+io) / TFLM arena (goal <= 0.8). M4 flash/RAM: "
         "what the engine adds to an empty Cortex-M4 program (arm-none-eabi-gcc -Os, gc-sections). "
-        "Latency: host, one inference, LiteRT default CPU path with 1 thread vs gcc -O2 C."
+        "Latency: host, one inference (best of 5 rounds), LiteRT default CPU path with 1 thread vs gcc -O2 C."
     )
 
 
