@@ -303,6 +303,9 @@ def _effective_content_type(data: bytes, content_type: str | None) -> str | None
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "application/cbor" and data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return "application/json"
+    # curl --data-binary labels any body as a form unless told otherwise: let the bytes decide.
+    if media == "application/x-www-form-urlencoded":
+        return None
     return content_type
 
 

@@ -19,7 +19,8 @@
       const opts = {
         width: width, height: 320, series: series,
         scales: { x: { time: false } },
-        axes: [{ label: 'time (ms)' }, {}],
+        // Audio values are 16-bit PCM (up to 32767): give the value axis room for five digits.
+        axes: [{ label: 'time (ms)' }, { size: 70 }],
         cursor: { drag: { x: true, y: false, setScale: false } },
         hooks: {
           setSelect: [(u) => {

@@ -377,3 +377,10 @@ def test_structured_labels_part_of_the_sdk_is_left_out_not_failed(client, key, p
     r = post_files(client, key, [("a.1.json", body, "application/json"),
                                  ("structured_labels.labels", b'{"version": 1}', "application/json")])
     assert r.status_code == 200 and [f["fileName"] for f in r.json()["files"]] == ["a.1.json"]
+
+
+def test_a_body_sent_by_curl_data_binary_is_read_by_its_bytes(client, key, project):
+    body = ei_json_bytes(ei_document(accelerometer_values(6)))
+    r = post_data(client, key, body, content_type="application/x-www-form-urlencoded", **{"x-file-name": "c.json"})
+    assert r.status_code == 200, r.content
+    assert Sample.objects.get(project=project).kind == "time-series"
