@@ -85,7 +85,7 @@ class ModelVariantsApi(APIView):
 
 
 class UploadedModelListApi(APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = (MultiPartParser, FormParser)
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Uploaded models, newest first")
     def get(self, request, project_id: int):

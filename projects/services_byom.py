@@ -86,12 +86,12 @@ def check_test_set(name: str, data: bytes) -> dict:
             x, y = npz["x"], npz["y"]
     except ServiceError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable npz is the user's file at fault
         raise ServiceError(f"test_set '{name}' is not a readable .npz: {exc}", field="test_set") from None
     if len(x) == 0 or len(x) != len(y):
         raise ServiceError(f"test_set '{name}': x has {len(x)} samples and y {len(y)}; they must match and not be "
                            "empty", field="test_set")
-    return {"x_shape": list(x.shape), "y_shape": list(y.shape), "samples": int(len(x))}
+    return {"x_shape": list(x.shape), "y_shape": list(y.shape), "samples": len(x)}
 
 
 def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None) -> UploadedModel:

@@ -3,7 +3,6 @@ in-process through the worker's task on real tiny models, including the files it
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest

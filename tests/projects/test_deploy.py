@@ -66,7 +66,7 @@ def test_a_model_that_is_missing_or_of_another_project_is_404(api, project, othe
     r = deploy(api, project, {"model": theirs.id, "target": "cpp"})
     assert r.status_code == 404 and r.json()["field"] == "model"
     assert api("bob").post(f"/api/v1/trained-models/{theirs.id}/optimize", {}, format="json").status_code == 404
-    assert api("bob").get(f"/api/v1/deployments/12345/download").status_code == 404
+    assert api("bob").get("/api/v1/deployments/12345/download").status_code == 404
 
 
 def test_a_model_id_that_is_not_an_integer_and_a_model_without_network_are_refused(api, project, users):

@@ -9,7 +9,6 @@ import io
 import subprocess
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,13 +111,13 @@ def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, pro
         zipfile.ZipFile(io.BytesIO(files[target])).extractall(root)
         (lib,) = list(root.iterdir())
         assert (lib / "REPORT.md").exists() and (lib / "REPORT.json").exists()
-        test = subprocess.run(["make", "test"], cwd=lib, capture_output=True, text=True, timeout=180)
+        test = subprocess.run(["make", "test"], check=False, cwd=lib, capture_output=True, text=True, timeout=180)
         assert test.returncode == 0, test.stdout + test.stderr
         if target == "cpp":
-            assert subprocess.run(["make"], cwd=lib, capture_output=True, timeout=180).returncode == 0
+            assert subprocess.run(["make"], check=False, cwd=lib, capture_output=True, timeout=180).returncode == 0
             text = "\n".join(", ".join(f"{v:.9g}" for v in w.reshape(-1)) for w in windows)
             (exe,) = list((lib / "build").glob("*_classify"))
-            out = subprocess.run([str(exe)], input=text, cwd=lib, capture_output=True, text=True, timeout=60)
+            out = subprocess.run([str(exe)], check=False, input=text, cwd=lib, capture_output=True, text=True, timeout=60)
             assert out.returncode == 0, out.stderr
             c_predictions = [line.split(": ", 1)[1] for line in out.stdout.splitlines()
                              if line.startswith("prediction: ")]
