@@ -12,11 +12,15 @@ import io
 import logging
 import os
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
 
 from workers import progress
 from workers.ml import samples as canonical
@@ -46,6 +50,7 @@ log = logging.getLogger(__name__)
 
 EXPLORER_MAX_POINTS = 3000
 DEFAULT_UNCERTAIN_THRESHOLD = 0.6
+REPORT_EVERY_S = 0.5
 
 
 def _sample_name(s: Sample) -> str:
@@ -215,7 +220,7 @@ def gather_features(job: Job, engine: EngineImpulse, samples: list[Sample], watc
     hits = misses = 0
     empty: list[str] = []
     n = len(samples)
-    step_every = max(1, n // 50)
+    last_report = 0.0
     for i, s in enumerate(samples):
         if watch is not None:
             watch.check()
@@ -249,7 +254,9 @@ def gather_features(job: Job, engine: EngineImpulse, samples: list[Sample], watc
             empty.append(_sample_name(s))
         else:
             out.append(SampleFeatures(s, feats, np.asarray(starts)))
-        if i % step_every == 0 or i == n - 1:
+        # Each report is a row write: at most a few per second, so a cached load stays fast.
+        if time.monotonic() - last_report >= REPORT_EVERY_S or i == n - 1:
+            last_report = time.monotonic()
             frac = span[0] + (span[1] - span[0]) * (i + 1) / max(1, n)
             progress.report(job.id, frac, f"{what}: {i + 1}/{n} samples")
     if empty:
@@ -328,6 +335,42 @@ def load_keras(path: str):
         return keras.models.load_model(local, compile=False)
 
 
+class EpochReporter:
+    """Per-epoch metrics to the browsers at once (channel group) and to the row at most every
+    REPORT_EVERY_S (one UPDATE for curve, progress, message and log), so a reload shows the chart and
+    short epochs are not slowed by database writes."""
+
+    def __init__(self, claim: Claim, epochs: int):
+        self.claim, self.epochs = claim, epochs
+        self.curve: list[dict] = []
+        self.lines: list[str] = []
+        self.last_write = 0.0
+        self.fraction = 0.1
+        self.message = ""
+
+    def __call__(self, epoch: int, logs: dict) -> None:
+        row = {"epoch": epoch + 1} | {k: round(v, 6) for k, v in logs.items()}
+        self.curve.append(row)
+        text = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch")
+        line = f"epoch {epoch + 1}/{self.epochs}: {text}"
+        self.fraction = 0.1 + 0.85 * (epoch + 1) / self.epochs
+        self.message = f"epoch {epoch + 1}/{self.epochs}"
+        self.lines.append(f"[{timezone.now():%H:%M:%S}] {line}\n")
+        progress.send(self.claim.job.id, {"type": "progress", "progress": self.fraction, "message": self.message,
+                                          "log": line, "metrics": row})
+        if time.monotonic() - self.last_write >= REPORT_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        Job.objects.filter(pk=self.claim.job.id, attempts=self.claim.attempt).update(
+            result={"epochs": self.curve}, progress=self.fraction, message=self.message,
+            log=Concat(F("log"), Value("".join(self.lines))))
+        self.lines = []
+        self.last_write = time.monotonic()
+
+
 def train_run(claim: Claim, watch: CancelWatch) -> dict:
     job = claim.job
     engine = _engine_of(job)
@@ -337,18 +380,13 @@ def train_run(claim: Claim, watch: CancelWatch) -> dict:
     feats, labels, where = _stack(items, engine)
     step = engine.classifier
     epochs = step.settings.epochs if step is not None else 1
-    curve: list[dict] = []
-
-    def on_epoch(epoch: int, logs: dict) -> None:
-        row = {"epoch": epoch + 1} | {k: round(v, 6) for k, v in logs.items()}
-        curve.append(row)
-        Job.objects.filter(pk=job.id, attempts=claim.attempt).update(result={"epochs": curve})
-        text = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch")
-        progress.report(job.id, 0.1 + 0.85 * (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}",
-                        log_line=f"epoch {epoch + 1}/{epochs}: {text}", metrics=row)
-
+    reporter = EpochReporter(claim, epochs)
     progress.report(job.id, 0.1, f"training on {len(labels)} windows from {len(items)} samples")
-    trained = train_impulse(feats, labels, engine, on_epoch=on_epoch, should_stop=watch)
+    try:
+        trained = train_impulse(feats, labels, engine, on_epoch=reporter, should_stop=watch)
+    finally:
+        reporter.flush()
+    curve = reporter.curve
     misclassified = []
     if trained.model is not None and step is not None and step.block == "classifier" \
             and trained.validation_predictions is not None:
