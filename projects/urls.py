@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_data, views_deploy, views_devices, views_jobs
+from . import views, views_data, views_deploy, views_device_browser, views_devices, views_jobs
 
 urlpatterns = [
     path("signup", views.signup, name="signup"),
@@ -16,6 +16,8 @@ urlpatterns = [
     path("projects/<int:project_id>/delete", views.project_delete, name="project-delete"),
     path("projects/<int:project_id>/devices", views_devices.devices, name="devices"),
     path("projects/<int:project_id>/devices/<int:device_pk>/", views_devices.device_detail, name="device"),
+    path("projects/<int:project_id>/devices/this-browser", views_device_browser.this_browser,
+         name="device-this-browser"),
     path("projects/<int:project_id>/impulse", views_jobs.impulse, name="impulse"),
     path("projects/<int:project_id>/training", views_jobs.training, name="training"),
     path("projects/<int:project_id>/model-testing", views_jobs.model_testing, name="model-testing"),

@@ -58,6 +58,14 @@ RULES: dict[str, dict[str, str]] = {
     "api-sample-file": {"GET": "viewer"},
     "api-sample-crop": {"POST": "editor"},
     "api-sample-split": {"POST": "editor"},
+    # devices (issue 4)
+    "devices": {"GET": "viewer"},
+    "device": {"GET": "viewer"},
+    "device-this-browser": {"GET": "viewer", "POST": "editor"},
+    "api-devices": {"GET": "viewer"},
+    "api-device": {"GET": "viewer", "PATCH": "editor", "DELETE": "editor"},
+    "api-device-sample": {"POST": "editor"},
+    "api-device-recording": {"POST": "editor"},
 }
 
 # URLs outside the matrix, each with the reason; their own tests cover their access rules.
