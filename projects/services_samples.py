@@ -180,7 +180,7 @@ def sample_create(
     """Store one sample: canonical payload + raw file + row, all or nothing.
 
     category: training, testing, anomaly, or split (80/20 by content hash). label: "" for
-    unlabelled. file_name: as uploaded (its last path component is kept; empty gives
+    unlabelled, None to take it from the file name (EI's rule: ``idle.01.json`` -> idle). file_name: as uploaded (its last path component is kept; empty gives
     ``<label or sample>.<hash12>.<ext>``). device: the Device it came from; when None and the
     payload names a device (EI ``device_name``) that device is found or created. Raises
     ServiceError (409 for a duplicate under ``disallow_duplicates``).
@@ -188,6 +188,18 @@ def sample_create(
     database_sync_to_async).
     """
     category = _check_category(category, UPLOAD_CATEGORIES)
+    if file_name:
+        try:
+            file_name = ingestion.safe_file_name(file_name)
+        except IngestionError as exc:
+            raise ServiceError(exc.message, field="file_name") from exc
+    if label is None:
+        label = ""
+        if file_name and not file_name.startswith("."):
+            try:
+                label = ingestion.label_from_file_name(file_name)
+            except IngestionError as exc:
+                raise ServiceError(exc.message, field="label") from exc
     label = _check_label(label)
     metadata = _check_metadata(metadata)
     payload = parsed.payload
@@ -195,12 +207,7 @@ def sample_create(
     if category == "split":
         category = ingestion.split_category(sha)
     raw_extension = parsed.raw_extension
-    if file_name:
-        try:
-            file_name = ingestion.safe_file_name(file_name)
-        except IngestionError as exc:
-            raise ServiceError(exc.message, field="file_name") from exc
-    else:
+    if not file_name:
         file_name = f"{label or 'sample'}.{sha[:12]}.{raw_extension}"
     if add_date_id:
         stem, dot, ext = file_name.rpartition(".")
@@ -245,8 +252,9 @@ def sample_create(
 
 def samples_uploaded_log(*, project: Project, actor: Actor | None, samples: list[Sample], failed: int = 0,
                          source: str = "") -> None:
-    """One activity entry for a batch upload (the files endpoint, the browser, an import)."""
-    if not samples and not failed:
+    """One activity entry for a batch upload (the files endpoint, the browser, an import); a batch
+    that stored nothing leaves no entry (a failed upload leaves no row at all)."""
+    if not samples:
         return
     categories: dict[str, int] = {}
     for s in samples:

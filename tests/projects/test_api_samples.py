@@ -308,3 +308,14 @@ def test_a_failed_create_leaves_no_file(project, monkeypatch):
     with pytest.raises(RuntimeError):
         make(project, "a.json")
     assert Sample.objects.filter(project=project).count() == 0 and stored_files(project) == []
+
+
+def test_sample_create_without_a_label_takes_it_from_the_file_name(project):
+    data = ei_json_bytes(ei_document(accelerometer_values(5)))
+    parsed = parse_upload(data, file_name="walk.007.json", content_type=None, hmac_key=None, require_signed=False,
+                          limits=Limits())
+    sample = sample_create(project=project, category="training", label=None, file_name="walking/walk.007.json",
+                           parsed=parsed)
+    assert (sample.label, sample.file_name) == ("walk", "walk.007.json")
+    unnamed = sample_create(project=project, category="testing", label=None, file_name=None, parsed=parsed)
+    assert unnamed.label == "" and unnamed.file_name == f"sample.{unnamed.sha256[:12]}.json"
