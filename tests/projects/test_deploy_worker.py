@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from projects.models import Category, Job, Sample, TrainedModel
 from projects.storage import read_bytes
@@ -90,6 +91,15 @@ def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, pro
             files[target] = body
         listed = vic.get(f"/api/v1/projects/{project.id}/deployments").json()
         assert sorted(d["target"] for d in listed) == sorted(TARGETS)
+
+        # the float file brought back as one's own model is profiled on the project's test data (shapes fit)
+        up = bob.post(f"/api/v1/projects/{project.id}/uploaded-models",
+                      {"file": SimpleUploadedFile("mine.tflite", files["tflite-float"])}, format="multipart")
+        assert up.status_code == 202, up.json()
+        wait_job(up.json()["job"]["id"], worker)
+        report = vic.get(f"/api/v1/uploaded-models/{up.json()['id']}").json()["report"]
+        assert report["accuracy_on"].startswith("the project's test set (15 windows")
+        assert report["model"]["accuracy"] == rows["float32"]["accuracy"]
     finally:
         worker.stop()
 
