@@ -506,6 +506,9 @@ def deploy_run(claim: Claim, watch: CancelWatch) -> dict:
             raise ServiceError(f"the {target} bundle cannot be built: {exc}", field="target") from None
     watch.check()
     report |= {"target": target, "model_id": model.id, "impulse_version": model.impulse.version}
+    if data.engine.anomaly is not None:
+        report["note"] = ("the impulse's anomaly block (k-means) is not part of this deployment: it carries the "
+                          "neural network only")
     digest = hashlib.sha256(blob).hexdigest()
     stored = ""
     try:

@@ -21,6 +21,7 @@
                              'data-status': s.status }, s.name + ': ' + s.status);
       box.append(b, ' ');
     });
+    if (report.note) { box.append(el('div', { class: 'muted' }, report.note)); }
     const details = el('details');
     details.append(el('summary', {}, 'details'));
     const lines = [];
