@@ -14,7 +14,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services_devices as devices
 from .consumer_resilience import ResilientChannelReceive
-from .stream_writer import writer as stream_writer
 
 # Close codes (docs/device-protocol.md).
 CLOSE_AUTH = 4001           # missing, invalid, revoked or non-ingestion API key
@@ -52,8 +51,6 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         self.warned_fast = False
         self.closed = False
         self.flusher: asyncio.Task | None = None
-        self.flushing: asyncio.Task | None = None
-        self.flush_lock = asyncio.Lock()
         await self.accept()
         self.hello_timer = asyncio.create_task(self._hello_timeout())
 
@@ -205,9 +202,6 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         self.pending.append((seq, self.axes, packed))
         self.next_seq = seq + 1
         self.resend_requested_for = None
-        # Store at once (the process-wide writer batches across devices); the tick loop only retries.
-        if self.flushing is None or self.flushing.done():
-            self.flushing = asyncio.create_task(self._flush())
 
     async def _within_rate(self, values: int) -> bool:
         now = time.monotonic()
@@ -236,19 +230,15 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
             pass
 
     async def _flush(self) -> None:
-        async with self.flush_lock:  # one store in flight per connection keeps frames in seq order
-            while self.pending:
-                if not await self._store_pending():
-                    return
-
-    async def _store_pending(self) -> bool:
+        if not self.pending:
+            return
         batch, self.pending = self.pending, []
         try:
-            await stream_writer().store(self.device["pk"], batch)
+            await database_sync_to_async(devices.stream_store)(device_pk=self.device["pk"], chunks=batch)
         except Exception:
             # Not stored: put the frames back and try again next tick; nothing is acknowledged meanwhile.
             self.pending = batch + self.pending
-            return False
+            return
         self.acked_seq = batch[-1][0]
         await self.send_msg({"streamAck": {"seq": self.acked_seq}})
         if self.watch_until > time.monotonic():
@@ -267,7 +257,6 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
                      "interval_ms": self.interval_ms, "from_seq": batch[0][0], "seq": self.acked_seq})
             except Exception:
                 pass  # as the live view: best effort
-        return True
 
     async def _stream_mark(self, body) -> None:
         if not isinstance(body, dict) or body.get("action") not in ("start", "stop"):
@@ -314,7 +303,7 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
             # (they are dropped then as duplicates), so storing them now loses nothing and doubles nothing.
             batch, self.pending = self.pending, []
             try:
-                await stream_writer().store(self.device["pk"], batch)
+                await database_sync_to_async(devices.stream_store)(device_pk=self.device["pk"], chunks=batch)
             except Exception:
                 pass
         try:

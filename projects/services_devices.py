@@ -177,16 +177,6 @@ def stream_store(*, device_pk: int, chunks: list[tuple[int, int, bytes]]) -> Non
         Device.objects.filter(pk=device_pk).update(last_seen=timezone.now())
 
 
-def stream_store_many(*, items: list[tuple[int, list[tuple[int, int, bytes]]]]) -> None:
-    """Frames of many devices in one transaction (the stream writer's group commit)."""
-    with transaction.atomic():
-        StreamChunk.objects.bulk_create(
-            [StreamChunk(device_id=pk, seq=seq, axes=axes, values=data)
-             for pk, chunks in items for seq, axes, data in chunks],
-            ignore_conflicts=True, batch_size=500)
-        Device.objects.filter(pk__in={pk for pk, _ in items}).update(last_seen=timezone.now())
-
-
 def stream_values(device_pk: int, from_seq: int, to_seq: int | None = None) -> tuple[np.ndarray, list[int]]:
     """The stored values of seq >= from_seq (<= to_seq), in order, and the seqs they came from."""
     qs = StreamChunk.objects.filter(device_id=device_pk, seq__gte=from_seq).order_by("seq")
