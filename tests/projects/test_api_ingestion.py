@@ -384,3 +384,17 @@ def test_a_body_sent_by_curl_data_binary_is_read_by_its_bytes(client, key, proje
     r = post_data(client, key, body, content_type="application/x-www-form-urlencoded", **{"x-file-name": "c.json"})
     assert r.status_code == 200, r.content
     assert Sample.objects.get(project=project).kind == "time-series"
+
+
+def test_multipart_over_the_body_limit_or_with_too_many_files_gets_413(client, key, project, settings):
+    body = ei_json_bytes(ei_document(accelerometer_values(6)))
+    files = [(f"m.{i}.json", ei_json_bytes(ei_document(accelerometer_values(6, seed=i))), "application/json")
+             for i in range(4)]
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+    r = post_files(client, key, files)
+    assert r.status_code == 413 and "too many files" in r.json()["error"]
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 1000
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(body)
+    r = post_files(client, key, files)
+    assert r.status_code == 413 and "over the limit" in r.json()["error"]
+    assert_nothing_stored(project)
