@@ -60,8 +60,20 @@ def _variant_rows(variants: dict) -> list[dict]:
     for name in services_deploy.VARIANTS:
         r = (variants.get("variants") or {}).get(name)
         if r:
-            rows.append({"name": name, **r})
+            rows.append({"name": name, **r, "accuracy_text": _percent(r.get("accuracy")),
+                         "latency_host_text": _duration(r.get("latency_host_ms")),
+                         "latency_m4_text": _duration(r.get("latency_m4_ms"))})
     return rows
+
+
+def _percent(v) -> str:
+    return "" if v is None else f"{100 * v:.1f} %"
+
+
+def _duration(ms) -> str:
+    if ms is None:
+        return ""
+    return f"{ms * 1000:.1f} µs" if ms < 0.1 else f"{ms:.3f} ms"
 
 
 @login_required
