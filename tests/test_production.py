@@ -276,7 +276,7 @@ def test_a_redis_restart_during_training_lets_the_job_finish_and_its_page_shows_
         pytest.skip("the suite's Redis is not started by studio.pytest_plugin")
     if getattr(pytest_plugin, "_redis_proc", None) is None:
         pytest.skip("REDIS_URL points at an external Redis; not restarting it")
-    actor = prepare(project, users, epochs=120)
+    actor = prepare(project, users, epochs=60)
     run_job.run(services_training.features_start(project=project, actor=actor).id)
     workers = start_workers(tmp_path, s3, names=("w1",))
     try:
