@@ -14,6 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import services_devices as devices
 from .consumer_resilience import ResilientChannelReceive
+from .stream_writer import writer as stream_writer
 
 # Close codes (docs/device-protocol.md).
 CLOSE_AUTH = 4001           # missing, invalid, revoked or non-ingestion API key
@@ -44,13 +45,14 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         self.resend_requested_for: int | None = None
         self.sampling = False
         self.watch_until = 0.0
-        self.classify_until = 0.0  # a live classifier wants every stored row (device.watch with full)
         self.rate_window_start = time.monotonic()
         self.rate_values = 0
         self.rate_strikes = 0
         self.warned_fast = False
         self.closed = False
         self.flusher: asyncio.Task | None = None
+        self.flushing: asyncio.Task | None = None
+        self.flush_lock = asyncio.Lock()
         await self.accept()
         self.hello_timer = asyncio.create_task(self._hello_timeout())
 
@@ -202,6 +204,9 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         self.pending.append((seq, self.axes, packed))
         self.next_seq = seq + 1
         self.resend_requested_for = None
+        # Store at once (the process-wide writer batches across devices); the tick loop only retries.
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.create_task(self._flush())
 
     async def _within_rate(self, values: int) -> bool:
         now = time.monotonic()
@@ -230,15 +235,19 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
             pass
 
     async def _flush(self) -> None:
-        if not self.pending:
-            return
+        async with self.flush_lock:  # one store in flight per connection keeps frames in seq order
+            while self.pending:
+                if not await self._store_pending():
+                    return
+
+    async def _store_pending(self) -> bool:
         batch, self.pending = self.pending, []
         try:
-            await database_sync_to_async(devices.stream_store)(device_pk=self.device["pk"], chunks=batch)
+            await stream_writer().store(self.device["pk"], batch)
         except Exception:
             # Not stored: put the frames back and try again next tick; nothing is acknowledged meanwhile.
             self.pending = batch + self.pending
-            return
+            return False
         self.acked_seq = batch[-1][0]
         await self.send_msg({"streamAck": {"seq": self.acked_seq}})
         if self.watch_until > time.monotonic():
@@ -249,14 +258,7 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
                      "interval_ms": self.interval_ms, "seq": self.acked_seq})
             except Exception:
                 pass  # the live view is best effort; storage and acks are what must not fail
-        if self.classify_until > time.monotonic():
-            try:
-                await self.channel_layer.group_send(
-                    devices.classify_group(self.device["pk"]),
-                    {"type": "device.rows", "data": b"".join(data for _, _, data in batch), "axes": batch[0][1],
-                     "interval_ms": self.interval_ms, "from_seq": batch[0][0], "seq": self.acked_seq})
-            except Exception:
-                pass  # as the live view: best effort
+        return True
 
     async def _stream_mark(self, body) -> None:
         if not isinstance(body, dict) or body.get("action") not in ("start", "stop"):
@@ -284,11 +286,7 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         await self.send_msg(command)
 
     async def device_watch(self, event):
-        until = time.monotonic() + event.get("seconds", 10)
-        if event.get("full"):
-            self.classify_until = until
-        else:
-            self.watch_until = until
+        self.watch_until = time.monotonic() + event.get("seconds", 10)
 
     async def disconnect(self, code):
         self.closed = True
@@ -303,7 +301,7 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
             # (they are dropped then as duplicates), so storing them now loses nothing and doubles nothing.
             batch, self.pending = self.pending, []
             try:
-                await database_sync_to_async(devices.stream_store)(device_pk=self.device["pk"], chunks=batch)
+                await stream_writer().store(self.device["pk"], batch)
             except Exception:
                 pass
         try:

@@ -149,19 +149,26 @@ def device_stream_configure(*, device_pk: int, stream: dict) -> int | None:
     return _stored_seq(device_pk)
 
 
+_NUMBER_TYPES = {int, float}  # exact types: bool (an int subclass) and numeric strings are refused
+
+
 def pack_values(values, axes: int) -> tuple[bytes, int]:
     """Validate a frame's rows and pack them as float32 bytes."""
     if not isinstance(values, list) or not values:
         raise DeviceProtocolError("stream.values must be a non-empty list of rows")
     if len(values) > MAX_ROWS_PER_FRAME:
         raise DeviceProtocolError(f"stream.values has {len(values)} rows; at most {MAX_ROWS_PER_FRAME}")
-    for i, row in enumerate(values):
-        if not isinstance(row, list) or len(row) != axes:
-            got = len(row) if isinstance(row, list) else type(row).__name__
-            raise DeviceProtocolError(f"stream.values[{i}] has {got} values; the stream has {axes} axes")
-        for v in row:
-            if not isinstance(v, (int, float)) or isinstance(v, bool):
-                raise DeviceProtocolError(f"stream.values[{i}] holds a non-number: {v!r}"[:120])
+    # The common case checked in bulk (this runs for every frame of every device); the loop below
+    # only runs to name the first bad row.
+    if not all(type(row) is list and len(row) == axes for row in values) or \
+            not {type(v) for row in values for v in row} <= _NUMBER_TYPES:
+        for i, row in enumerate(values):
+            if not isinstance(row, list) or len(row) != axes:
+                got = len(row) if isinstance(row, list) else type(row).__name__
+                raise DeviceProtocolError(f"stream.values[{i}] has {got} values; the stream has {axes} axes")
+            for v in row:
+                if type(v) not in _NUMBER_TYPES:
+                    raise DeviceProtocolError(f"stream.values[{i}] holds a non-number: {v!r}"[:120])
     array = np.asarray(values, dtype=np.float64)
     if not np.isfinite(array).all():
         bad = int(np.argwhere(~np.isfinite(array))[0][0])
@@ -175,6 +182,16 @@ def stream_store(*, device_pk: int, chunks: list[tuple[int, int, bytes]]) -> Non
             [StreamChunk(device_id=device_pk, seq=seq, axes=axes, values=data) for seq, axes, data in chunks],
             ignore_conflicts=True)
         Device.objects.filter(pk=device_pk).update(last_seen=timezone.now())
+
+
+def stream_store_many(*, items: list[tuple[int, list[tuple[int, int, bytes]]]]) -> None:
+    """Frames of many devices in one transaction (the stream writer's group commit)."""
+    with transaction.atomic():
+        StreamChunk.objects.bulk_create(
+            [StreamChunk(device_id=pk, seq=seq, axes=axes, values=data)
+             for pk, chunks in items for seq, axes, data in chunks],
+            ignore_conflicts=True, batch_size=500)
+        Device.objects.filter(pk__in={pk for pk, _ in items}).update(last_seen=timezone.now())
 
 
 def stream_values(device_pk: int, from_seq: int, to_seq: int | None = None) -> tuple[np.ndarray, list[int]]:
@@ -203,11 +220,6 @@ def device_group(device_pk: int) -> str:
 
 def live_group(device_pk: int) -> str:
     return f"device-live-{device_pk}"
-
-
-def classify_group(device_pk: int) -> str:
-    """Where every stored row goes while a live classifier watches (projects/live_classification.py)."""
-    return f"device-classify-{device_pk}"
 
 
 async def project_event(project_id: int, event: dict) -> None:
