@@ -1,6 +1,7 @@
 """JSON API of the impulse, jobs and trained models (thin: parse, call a service, serialize)."""
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -87,7 +88,7 @@ class ImpulseApi(APIView):
             "spec": row.spec if row else services_impulse.default_spec(access.project),
             "saved": row is not None,
             "axes": services_impulse.project_axes(access.project) or [],
-            "blocks": describe_blocks(),
+            "blocks": describe_blocks(str(settings.STUDIO_PRETRAINED_DIR)),
         })
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -38,6 +39,7 @@ from workers.ml.pipeline import (
     sample_windows,
     step_features,
     train_impulse,
+    transfer_weights_missing,
 )
 
 from .models import Category, FeatureSet, Impulse, Job, JobStatus, Project, Sample, TrainedModel
@@ -119,7 +121,10 @@ def train_start(*, project: Project, actor: Actor) -> Job:
     _preflight_data(samples, engine, "training")
     if engine.classifier is None and engine.anomaly is None:
         raise ServiceError("the impulse has no learning block", field="learn")
-    if engine.classifier is not None and engine.classifier.block == "classifier":
+    missing = transfer_weights_missing(engine, str(settings.STUDIO_PRETRAINED_DIR))
+    if missing:
+        raise ServiceError(missing, field="learn")
+    if engine.classifier is not None and engine.classifier.block != "regression":
         labels = sorted({s.label for s in samples})
         if len(labels) < 2:
             raise ServiceError(f"a classifier needs at least two labels in the training data; found "
@@ -383,12 +388,13 @@ def train_run(claim: Claim, watch: CancelWatch) -> dict:
     reporter = EpochReporter(claim, epochs)
     progress.report(job.id, 0.1, f"training on {len(labels)} windows from {len(items)} samples")
     try:
-        trained = train_impulse(feats, labels, engine, on_epoch=reporter, should_stop=watch)
+        trained = train_impulse(feats, labels, engine, on_epoch=reporter, should_stop=watch,
+                                pretrained_dir=str(settings.STUDIO_PRETRAINED_DIR))
     finally:
         reporter.flush()
     curve = reporter.curve
     misclassified = []
-    if trained.model is not None and step is not None and step.block == "classifier" \
+    if trained.model is not None and step is not None and step.block != "regression" \
             and trained.validation_predictions is not None:
         predicted = trained.validation_predictions.argmax(axis=1)
         for k, idx in enumerate(trained.validation_indices):

@@ -35,7 +35,8 @@ from workers.ml.dsp.common import DspParamError
 from workers.ml.samples import Image, Payload, TimeSeries
 from workers.ml.windows import ImageInput, InputBlockError, TimeSeriesInput, prepare_image, split_windows, window_length
 
-LEARN_BLOCKS = ("classifier", "regression", "anomaly")
+LEARN_BLOCKS = ("classifier", "regression", "transfer", "anomaly")
+NN_BLOCKS = ("classifier", "regression", "transfer")
 MAX_DSP_BLOCKS = 8
 MAX_LEARN_BLOCKS = 4
 ID_MAX = 40
@@ -67,8 +68,9 @@ class LearnStep:
     id: str
     block: str
     inputs: tuple[str, ...]
-    arch: Any = None  # ArchSpec for classifier/regression
-    settings: Any = None  # TrainSettings for classifier/regression
+    arch: Any = None  # ArchSpec for classifier/regression, TransferSpec for transfer
+    settings: Any = None  # TrainSettings of the neural network blocks
+    from_scratch: bool = False  # transfer only: random backbone weights, chosen explicitly
     clusters: int = 32
     seed: int = 1
 
@@ -89,7 +91,7 @@ class Impulse:
 
     @property
     def classifier(self) -> LearnStep | None:
-        return next((s for s in self.learn if s.block in ("classifier", "regression")), None)
+        return next((s for s in self.learn if s.block in NN_BLOCKS), None)
 
     @property
     def anomaly(self) -> LearnStep | None:
@@ -245,6 +247,8 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
             raise ImpulseError(f"{where}.block: unknown learning block {block!r}; known: "
                                f"{', '.join(LEARN_BLOCKS)}", f"{where}.block")
         allowed = {"id", "block", "inputs"} | ({"clusters", "seed"} if block == "anomaly" else {"arch", "settings"})
+        if block == "transfer":
+            allowed = {"id", "block", "inputs", "transfer", "settings", "from_scratch"}
         _known(item, allowed, where)
         step_id = _ident(item.get("id", block), f"{where}.id")
         if any(s.id == step_id for s in learns) or any(s.id == step_id for s in steps):
@@ -268,10 +272,16 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
                 raise ImpulseError(f"{where}.seed must be a non-negative integer", f"{where}.seed")
             learns.append(LearnStep(step_id, block, tuple(inputs), clusters=clusters, seed=seed))
             entry |= {"clusters": clusters, "seed": seed}
+        elif block == "transfer":
+            if any(s.block in NN_BLOCKS for s in learns):
+                raise ImpulseError(f"{where}: an impulse has at most one neural network block", f"{where}.block")
+            learns.append(_parse_transfer(item, where, step_id, inputs, steps, inp, n_features))
+            entry |= {"transfer": dataclasses.asdict(learns[-1].arch),
+                      "settings": dataclasses.asdict(learns[-1].settings),
+                      "from_scratch": learns[-1].from_scratch}
         else:
-            if any(s.block in ("classifier", "regression") for s in learns):
-                raise ImpulseError(f"{where}: an impulse has at most one classifier or regression block",
-                                   f"{where}.block")
+            if any(s.block in NN_BLOCKS for s in learns):
+                raise ImpulseError(f"{where}: an impulse has at most one neural network block", f"{where}.block")
             try:
                 arch = _dataclass_from(ArchSpec, item.get("arch"), f"{where}.arch", exclude=("input_shape",))
                 if arch.kind != "dense":
@@ -299,6 +309,52 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
     return Impulse(inp, tuple(steps), tuple(learns), norm)
 
 
+def _parse_transfer(item: dict, where: str, step_id: str, inputs: list[str], steps: list[DspStep],
+                    inp: TimeSeriesInput | ImageInput, n_features: int) -> LearnStep:
+    """A transfer-learning block: one image block (RGB, 0..1) of a square image the backbone's size."""
+    from workers.ml.learn.settings import LearnParamError, TrainSettings
+    from workers.ml.learn.transfer import TransferSpec
+
+    try:
+        spec = _dataclass_from(TransferSpec, item.get("transfer"), f"{where}.transfer")
+        spec.validate()
+        settings = _dataclass_from(TrainSettings, item.get("settings"), f"{where}.settings")
+        settings.validate()
+    except (LearnParamError, TypeError) as exc:
+        raise ImpulseError(f"{where}: {exc}", where) from None
+    from_scratch = item.get("from_scratch", False)
+    if not isinstance(from_scratch, bool):
+        raise ImpulseError(f"{where}.from_scratch must be true or false", f"{where}.from_scratch")
+    src = [s for s in steps if s.id in inputs]
+    if not isinstance(inp, ImageInput) or len(src) != 1 or src[0].block != "image":
+        raise ImpulseError(f"{where}: transfer learning takes exactly one image processing block", f"{where}.inputs")
+    size = spec.image_size
+    if (inp.width, inp.height) != (size, size) or src[0].params.color != "rgb" or src[0].params.scale != "0-1":
+        raise ImpulseError(f"{where}: {spec.backbone} {size}x{size} needs {size}x{size} RGB images scaled 0-1; "
+                           f"the impulse gives {inp.width}x{inp.height} {src[0].params.color} "
+                           f"{src[0].params.scale}", f"{where}.transfer.image_size")
+    return LearnStep(step_id, "transfer", tuple(inputs), arch=spec, settings=settings, from_scratch=from_scratch)
+
+
+def transfer_weights_missing(impulse: Impulse, pretrained_dir: str | None) -> str | None:
+    """Why the impulse's transfer block cannot train (weights not installed and not from scratch), or None."""
+    from workers.ml.learn.transfer import available_backbones
+
+    step = impulse.classifier
+    if step is None or step.block != "transfer" or step.from_scratch:
+        return None
+    spec = step.arch
+    for found in available_backbones(pretrained_dir):
+        if (found["backbone"], found["alpha"], found["image_size"]) == (spec.backbone, spec.alpha, spec.image_size):
+            return None
+    from workers.ml.learn.transfer import _backbone
+
+    name = _backbone(spec.backbone).weights_file(spec.alpha, spec.image_size)
+    return (f"the pretrained weights for {spec.backbone} alpha {spec.alpha} {spec.image_size}x{spec.image_size} "
+            f"are not installed ({name} in {pretrained_dir}); install them, or set from_scratch to train "
+            "without them")
+
+
 def _output_shape(step: DspStep, inp: TimeSeriesInput | ImageInput) -> tuple:
     return tuple(step.module.output_shape(step.params, input_shape=input_shape(inp, max(1, len(step.axes))),
                                           frequency=_frequency(inp)))
@@ -308,10 +364,12 @@ def _output_size(step: DspStep, inp: TimeSeriesInput | ImageInput) -> int:
     return int(math.prod(_output_shape(step, inp)))
 
 
-def describe_blocks() -> dict:
-    """Everything the impulse form shows: DSP blocks with their parameters, learning blocks' settings."""
+def describe_blocks(pretrained_dir: str | None = None) -> dict:
+    """Everything the impulse form shows: DSP blocks with their parameters, learning blocks' settings,
+    and which pretrained backbones are installed."""
     from workers.ml.learn.classifier import KINDS
     from workers.ml.learn.settings import AUGMENTATIONS
+    from workers.ml.learn.transfer import available_backbones
 
     return {
         "dsp": [dsp.describe(name) for name in dsp.BLOCKS],
@@ -319,6 +377,9 @@ def describe_blocks() -> dict:
             {"name": "classifier", "title": "Classification (neural network)", "arch_kinds": list(KINDS),
              "augmentations": list(AUGMENTATIONS)},
             {"name": "regression", "title": "Regression (neural network, MSE)", "arch_kinds": list(KINDS)},
+            {"name": "transfer", "title": "Transfer learning (images, MobileNetV2)", "alphas": [0.35, 0.1],
+             "image_sizes": [96, 160],
+             "installed": [{k: v for k, v in b.items() if k != "path"} for b in available_backbones(pretrained_dir)]},
             {"name": "anomaly", "title": "Anomaly detection (k-means)"},
         ],
     }
@@ -445,7 +506,8 @@ class ImpulseTrainResult:
 
 def train_impulse(features: dict[str, np.ndarray], y: Sequence[str], impulse: Impulse, *,
                   on_epoch: Callable[[int, dict], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> ImpulseTrainResult:
+                  should_stop: Callable[[], bool] | None = None,
+                  pretrained_dir: str | None = None) -> ImpulseTrainResult:
     """Train the impulse's learning blocks on window features ({dsp id: [n, f]}) and window labels."""
     from workers.ml.learn import anomaly as kmeans
     from workers.ml.learn.train import train
@@ -455,7 +517,7 @@ def train_impulse(features: dict[str, np.ndarray], y: Sequence[str], impulse: Im
     step = impulse.classifier
     if step is not None:
         x = learn_input(features, step)
-        task = "classification" if step.block == "classifier" else "regression"
+        task = "regression" if step.block == "regression" else "classification"
         if task == "classification":
             labels = sorted({str(v) for v in y})
             target = y
@@ -465,8 +527,17 @@ def train_impulse(features: dict[str, np.ndarray], y: Sequence[str], impulse: Im
                 target = y.astype(np.float32)
             except ValueError:
                 raise ImpulseError("regression needs numeric labels", "learn") from None
-        trained = train(x, target, labels, step.arch, step.settings, task=task, on_epoch=on_epoch,
-                        should_stop=should_stop)
+        if step.block == "transfer":
+            from workers.ml.learn.transfer import PretrainedWeightsMissing, train_transfer
+
+            try:
+                trained = train_transfer(x, target, labels, step.arch, step.settings, pretrained_dir=pretrained_dir,
+                                         from_scratch=step.from_scratch, on_epoch=on_epoch, should_stop=should_stop)
+            except PretrainedWeightsMissing as exc:
+                raise ImpulseError(str(exc), "learn") from None
+        else:
+            trained = train(x, target, labels, step.arch, step.settings, task=task, on_epoch=on_epoch,
+                            should_stop=should_stop)
         result.model, result.labels = trained.model, labels
         result.history, result.metrics = trained.history, trained.metrics
         result.validation_indices = trained.validation_indices
