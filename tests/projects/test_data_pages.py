@@ -76,7 +76,8 @@ def test_upload_three_files_watch_progress_relabel_one_and_see_its_chart(asgi_se
     widths = page.eval_on_selector_all("#upload-list .progress > div", "els => els.map(e => e.style.width)")
     assert widths == ["100%", "100%", "100%"]
     page.wait_for_function("document.querySelectorAll('#sample-table tbody tr[data-sample-id]').length === 3")
-    assert page.inner_text("#total-count") == "3"
+    # The summary and the table reload side by side after the uploads: wait for both.
+    page.wait_for_function("document.getElementById('total-count').textContent === '3'")
     labels = page.eval_on_selector_all("#sample-table td.label", "els => els.map(e => e.textContent).sort()")
     assert labels == ["idle", "wave", "yes"]
 
