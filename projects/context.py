@@ -9,6 +9,7 @@ SECTIONS = [
     ("Impulse design", "impulse"),
     ("Training", "training"),
     ("Model testing", "model-testing"),
+    ("Live classification", "live-classification"),
     ("Deployment", "deployment"),
     ("Models", "byom"),
     ("Jobs", "jobs"),

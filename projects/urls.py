@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views, views_data, views_deploy, views_device_browser, views_devices, views_jobs
+from . import views_live_classification
 
 urlpatterns = [
     path("signup", views.signup, name="signup"),
@@ -21,6 +22,8 @@ urlpatterns = [
     path("projects/<int:project_id>/impulse", views_jobs.impulse, name="impulse"),
     path("projects/<int:project_id>/training", views_jobs.training, name="training"),
     path("projects/<int:project_id>/model-testing", views_jobs.model_testing, name="model-testing"),
+    path("projects/<int:project_id>/live-classification", views_live_classification.live_classification,
+         name="live-classification"),
     path("projects/<int:project_id>/jobs", views_jobs.jobs, name="jobs"),
     path("projects/<int:project_id>/jobs/<int:job_id>", views_jobs.job, name="job"),
     path("projects/<int:project_id>/deployment", views_deploy.deployment, name="deployment"),

@@ -62,6 +62,7 @@ RULES: dict[str, dict[str, str]] = {
     "devices": {"GET": "viewer"},
     "device": {"GET": "viewer"},
     "device-this-browser": {"GET": "viewer", "POST": "editor"},
+    "live-classification": {"GET": "viewer"},
     "api-devices": {"GET": "viewer"},
     "api-device": {"GET": "viewer", "PATCH": "editor", "DELETE": "editor"},
     "api-device-sample": {"POST": "editor"},

@@ -32,7 +32,9 @@ class StreamWindower:
     resampled from a stretch of rows wide enough that resample_poly's filter sees real data on both
     sides, and that stretch starts on the polyphase period, so a live window equals the window that
     split_windows cuts from the whole recording (to float rounding). That costs a little latency: a
-    window is ready a filter half-length (10 / min(rate, frequency) s) after its last value."""
+    window is ready a filter half-length (10 / min(rate, frequency) s) after its last value. For the
+    same reason the first windows, whose filter would reach before the first row, are left out: a live
+    stream is joined mid-signal, and zeros before it would look like a motion nobody made."""
 
     def __init__(self, inp: TimeSeriesInput, *, interval_ms: float, axes: int):
         inp.validate()
@@ -49,6 +51,8 @@ class StreamWindower:
         self.up, self.down = ratio.numerator, ratio.denominator
         # resample_poly's filter reaches 10 * max(up, down) taps at the up-sampled rate to each side.
         self.margin = 0 if self.same_rate else math.ceil(10 * max(self.up, self.down) / self.up) + 1
+        # The first window on the grid whose stretch starts at or after the first row.
+        self.first = self.step * math.ceil(self.margin * self.up / self.down / self.step)
         self.buf = np.zeros((0, axes), np.float64)
         self.buf_start = 0  # raw index of buf[0]
         self.received = 0  # raw rows pushed so far
@@ -56,7 +60,7 @@ class StreamWindower:
 
     def _span(self, k: int) -> tuple[int, int, int]:
         """Raw rows [lo, hi) window k needs, and the window's offset into their resampled form."""
-        first = k * self.step  # index on the resampled grid
+        first = self.first + k * self.step  # index on the resampled grid
         if self.same_rate:
             return first, first + self.win, 0
         # Start on a multiple of `down` raw rows: there the resampled grid of the stretch coincides with
@@ -83,8 +87,8 @@ class StreamWindower:
                 window = segment
             else:
                 window = resample(segment, self.src_hz, self.dst_hz)[offset : offset + self.win]
-            out.append(StreamWindow(self.next_window * self.step * 1000.0 / self.dst_hz,
-                                    window.astype(np.float32)))
+            start = self.first + self.next_window * self.step
+            out.append(StreamWindow(start * 1000.0 / self.dst_hz, window.astype(np.float32)))
             self.next_window += 1
         keep_from = self._span(self.next_window)[0]
         if keep_from > self.buf_start:

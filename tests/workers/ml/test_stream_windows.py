@@ -32,10 +32,12 @@ def test_stream_windows_equal_the_whole_recordings_windows(stream_hz, impulse_hz
     values = _recording(8.0, stream_hz)
     expected, starts = split_windows(values, 1000.0 / stream_hz, inp)
     got = _push_in_chunks(StreamWindower(inp, interval_ms=1000.0 / stream_hz, axes=3), values)
-    # Only the trailing filter margin is missing: every window but the last second's is given.
-    assert len(expected) - 5 <= len(got) <= len(expected)
-    assert [w.start_ms for w in got] == pytest.approx(list(starts[: len(got)]))
-    for w, e in zip(got, expected):
+    # Resampled, the windows whose filter reaches before the first row or after the last are left out.
+    skip = int(np.argmin(np.abs(starts - got[0].start_ms)))
+    assert skip == 0 if stream_hz == impulse_hz else 1 <= skip <= 2
+    assert len(expected) - skip - 5 <= len(got) <= len(expected) - skip
+    assert [w.start_ms for w in got] == pytest.approx(list(starts[skip : skip + len(got)]))
+    for w, e in zip(got, expected[skip:]):
         assert w.values.shape == e.shape and w.values.dtype == np.float32
         np.testing.assert_allclose(w.values, e, atol=1e-4, rtol=1e-5)
 

@@ -1,0 +1,199 @@
+"""Live classification on the real ASGI server (daphne subprocess, real Redis channel layer): a tiny model
+trained here on simulated idle/wave motion at 50 Hz classifies two simulated devices streaming at 100 Hz
+(so every window is resampled), window by window; an offline device is reported; bad requests are
+refused with their close codes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import websockets
+
+from workers.devices.signals import GestureParams, GestureSignal
+from workers.devices.simulate import SimulationParams, simulate
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+AXES = ["accX", "accY", "accZ"]
+SPEC = {"input": {"type": "time-series", "window_size_ms": 1000, "window_increase_ms": 500, "frequency_hz": 50,
+                  "zero_pad": True},
+        "dsp": [{"id": "spectral", "block": "spectral-analysis", "axes": AXES,
+                 "params": {"filter_type": "none", "fft_length": 64}}],
+        "learn": [{"id": "classifier", "block": "classifier", "inputs": ["spectral"],
+                   "arch": {"kind": "dense", "layers": [12], "dropout": 0.0},
+                   "settings": {"epochs": 25, "learning_rate": 0.01, "batch_size": 16, "validation_split": 0.2}},
+                  {"id": "anomaly", "block": "anomaly", "inputs": ["spectral"], "clusters": 3}]}
+
+
+def _cookie(user) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def _train_model(project):
+    """A real Keras model (and k-means anomaly block) on 20 s of each motion per seed, saved as the training
+    job saves it, with its impulse row."""
+    from projects.models import Impulse, TrainedModel
+    from projects.storage import project_prefix, save_bytes
+    from workers.ml.pipeline import parse_impulse, sample_windows, step_features, train_impulse
+    from workers.ml.samples import Sensor, TimeSeries
+
+    engine = parse_impulse(SPEC, axes=AXES)
+    feats, labels = [], []
+    for label in ("idle", "wave"):
+        for seed in range(3):
+            values = GestureSignal(GestureParams(pattern=label), rate_hz=50, seed=100 + seed).next_rows(50 * 20)
+            series = TimeSeries(values=values.astype(np.float32), interval_ms=20.0,
+                                sensors=tuple(Sensor(a, "m/s2") for a in AXES))
+            windows, _ = sample_windows(series, engine)
+            feats.append(step_features(windows, AXES, engine.dsp[0], engine))
+            labels += [label] * len(windows)
+    trained = train_impulse({"spectral": np.concatenate(feats)}, labels, engine)
+    assert trained.metrics["accuracy"] > 0.9, trained.metrics
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        trained.model.save(path)
+        with open(path, "rb") as fh:
+            keras_path = save_bytes(f"{project_prefix(project.id)}/models/live-test.keras", fh.read())
+    impulse = Impulse.objects.create(project=project, version=1, spec=engine.spec)
+    return TrainedModel.objects.create(project=project, impulse=impulse, learn_block="classifier",
+                                       labels=trained.labels, keras_path=keras_path, anomaly=trained.anomaly,
+                                       metrics=trained.metrics)
+
+
+async def _in_thread(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args))
+
+
+def _online_pk(device_id: str):
+    from projects.models import Device
+
+    row = Device.objects.filter(device_id=device_id, online=True).exclude(stream_sensors=[]).first()
+    return row.pk if row else None
+
+
+async def _wait_online(device_id: str, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pk = await _in_thread(_online_pk, device_id)
+        if pk:
+            return pk
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{device_id} did not come online")
+
+
+async def _collect(url: str, cookie: str, *, windows: int, timeout: float = 45, threshold_change: bool = False):
+    """Every message until `windows` classifications arrived."""
+    messages = []
+    async with websockets.connect(url, additional_headers={"Cookie": cookie}, max_size=2**22) as ws:
+        deadline = time.monotonic() + timeout
+        changed = False
+        while sum(m["type"] == "classification" for m in messages) < windows:
+            messages.append(json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic())))
+            if threshold_change and not changed and messages[-1]["type"] == "classification":
+                await ws.send(json.dumps({"threshold": 0.999}))
+                changed = True
+    return messages
+
+
+def test_two_streaming_devices_are_classified_window_by_window_with_the_right_labels(
+        asgi_server, api_keys, project, users):
+    from projects.models import Device
+
+    model = _train_model(project)
+    offline = Device.objects.create(project=project, device_id="board-off", name="board-off", online=False)
+    base = asgi_server.url.replace("http", "ws") + f"/ws/projects/{project.id}/live-classification/"
+    cookie = _cookie(users["vic"])  # a viewer may watch
+
+    async def scenario():
+        stop = asyncio.Event()
+        sims = [asyncio.create_task(simulate(asgi_server.url, api_keys["ingestion"],
+                                             SimulationParams(rate_hz=100, label=label, device_prefix=label),
+                                             stop=stop)) for label in ("wave", "idle")]
+        try:
+            wave_pk, idle_pk = await _wait_online("wave-0000"), await _wait_online("idle-0000")
+            return await asyncio.gather(
+                _collect(f"{base}{wave_pk}?model={model.id}", cookie, windows=8, threshold_change=True),
+                _collect(f"{base}{idle_pk}?model={model.id}&threshold=0.7", cookie, windows=8),
+                _offline(f"{base}{offline.pk}?model={model.id}", cookie))
+        finally:
+            stop.set()
+            await asyncio.gather(*sims, return_exceptions=True)
+
+    async def _offline(url, cookie):
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
+            got = []
+            while not any(m["type"] == "status" and m["state"] == "offline" for m in got):
+                got.append(json.loads(await asyncio.wait_for(ws.recv(), 45)))
+            return got
+
+    wave, idle, off = asyncio.run(scenario())
+    for messages, label, threshold in ((wave, "wave", 0.6), (idle, "idle", 0.7)):
+        ready = next(m for m in messages if m["type"] == "ready")
+        assert ready["model"]["id"] == model.id and ready["model"]["labels"] == ["idle", "wave"]
+        assert ready["device"]["axes"] == AXES and ready["threshold"] == threshold
+        results = [m for m in messages if m["type"] == "classification"]
+        right = sum(r["label"] == label for r in results)
+        assert right >= 0.8 * len(results), [(r["label"], r["scores"]) for r in results]
+        starts = [r["t_ms"] for r in results]
+        assert starts == sorted(starts) and all(b - a >= 500 for a, b in itertools.pairwise(starts))
+        assert all(set(r["scores"]) == {"idle", "wave"} and r["anomaly"] is not None for r in results)
+        assert any(m["type"] == "status" and m["state"] == "streaming" for m in messages)
+    # The threshold changed mid-stream: afterwards (almost) every window is uncertain, the label still the best.
+    assert {"type": "threshold", "value": 0.999} in wave
+    after = [m for m in wave[wave.index({"type": "threshold", "value": 0.999}):] if m["type"] == "classification"]
+    assert after and all(m["uncertain"] == (m["scores"][m["label"]] < 0.999) for m in after)
+    status = next(m for m in off if m["type"] == "status" and m["state"] == "offline")
+    assert "board-off is offline" in status["message"]
+
+
+async def _refused(url: str, cookie: str | None) -> tuple[int, list]:
+    headers = {"Cookie": cookie} if cookie else {}
+    messages = []
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        try:
+            while True:
+                messages.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code, messages
+
+
+def test_bad_requests_are_refused_with_a_close_code_and_a_reason(asgi_server, project, other_project, users):
+    from projects.models import Device, Impulse, TrainedModel
+
+    device = Device.objects.create(project=project, device_id="board-1", name="board-1")
+    theirs = TrainedModel.objects.create(project=other_project, labels=["a", "b"], keras_path="x.keras",
+                                         impulse=Impulse.objects.create(project=other_project, version=1, spec=SPEC))
+    their_device = Device.objects.create(project=other_project, device_id="board-9")
+    image = TrainedModel.objects.create(project=project, labels=["cat", "dog"], keras_path="x.keras",
+                                        impulse=Impulse.objects.create(project=project, version=1, spec={
+                                            "input": {"type": "image", "width": 32, "height": 32}}))
+    base = asgi_server.url.replace("http", "ws") + f"/ws/projects/{project.id}/live-classification/"
+    bob = _cookie(users["bob"])
+    cases = [
+        (f"{base}{device.pk}?model=999999", bob, 4404, "no trained model 999999"),
+        (f"{base}{device.pk}?model={theirs.id}", bob, 4404, f"no trained model {theirs.id}"),
+        (f"{base}{their_device.pk}?model={image.id}", bob, 4404, f"no device {their_device.pk}"),
+        (f"{base}{device.pk}?model={image.id}", _cookie(users["charlie"]), 4404, "no such project"),
+        (f"{base}{device.pk}?model={image.id}", None, 4401, "sign in"),
+        (f"{base}{device.pk}?model=abc", bob, 4400, "model must be a model id"),
+        (f"{base}{device.pk}?model={image.id}&threshold=1.5", bob, 4400, "threshold must be a number in 0..1"),
+        (f"{base}{device.pk}?model={image.id}", bob, 4422, "classifies images"),
+    ]
+
+    async def scenario():
+        return [await _refused(url, cookie) for url, cookie, _, _ in cases]
+
+    for (url, _, code, reason), (got_code, messages) in zip(cases, asyncio.run(scenario())):
+        assert got_code == code, (url, got_code, messages)
+        assert messages and messages[-1]["type"] == "error" and reason in messages[-1]["message"], (url, messages)
