@@ -11,6 +11,7 @@ progress to the row and the channel group, model file, TrainedModel row). The ba
 dense network on the same feature matrix with plain ``keras.Model.fit`` on numpy arrays. Runs alternate
 after a warm-up; the medians are compared. Goal: ratio ≤ 1.10.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,21 +75,56 @@ def run(args) -> None:
     actor = Actor(user=user)
     files = sorted((args.data / "training").glob("*.json"))
     for f in files:
-        parsed = parse_upload(f.read_bytes(), file_name=f.name, content_type="application/json", hmac_key=None,
-                              require_signed=False, limits=Limits())
-        sample_create(project=project, category="training", label=f.name.split(".")[0], file_name=f.name,
-                      parsed=parsed, log_activity=False)
+        parsed = parse_upload(
+            f.read_bytes(),
+            file_name=f.name,
+            content_type="application/json",
+            hmac_key=None,
+            require_signed=False,
+            limits=Limits(),
+        )
+        sample_create(
+            project=project,
+            category="training",
+            label=f.name.split(".")[0],
+            file_name=f.name,
+            parsed=parsed,
+            log_activity=False,
+        )
     axes = [s["name"] for s in project.samples.first().sensors]
     rate = 1000.0 / project.samples.first().interval_ms
     layers, lr, batch, split = [20, 10], 0.005, 32, 0.2
-    spec = {"input": {"type": "time-series", "window_size_ms": 5000, "window_increase_ms": args.increase_ms,
-                      "frequency_hz": rate, "zero_pad": True},
-            "dsp": [{"id": "spectral", "block": "spectral-analysis", "axes": axes,
-                     "params": {"filter_type": "none", "fft_length": 64, "spectral_power_edges": []}}],
-            "learn": [{"id": "classifier", "block": "classifier", "inputs": ["spectral"],
-                       "arch": {"kind": "dense", "layers": layers, "dropout": 0.0},
-                       "settings": {"epochs": args.epochs, "learning_rate": lr, "batch_size": batch,
-                                    "validation_split": split}}]}
+    spec = {
+        "input": {
+            "type": "time-series",
+            "window_size_ms": 5000,
+            "window_increase_ms": args.increase_ms,
+            "frequency_hz": rate,
+            "zero_pad": True,
+        },
+        "dsp": [
+            {
+                "id": "spectral",
+                "block": "spectral-analysis",
+                "axes": axes,
+                "params": {"filter_type": "none", "fft_length": 64, "spectral_power_edges": []},
+            }
+        ],
+        "learn": [
+            {
+                "id": "classifier",
+                "block": "classifier",
+                "inputs": ["spectral"],
+                "arch": {"kind": "dense", "layers": layers, "dropout": 0.0},
+                "settings": {
+                    "epochs": args.epochs,
+                    "learning_rate": lr,
+                    "batch_size": batch,
+                    "validation_split": split,
+                },
+            }
+        ],
+    }
     impulse_save(project=project, actor=actor, spec=spec)
     features = services_training.features_start(project=project, actor=actor)
     run_job.run(features.id)
@@ -107,7 +143,7 @@ def run(args) -> None:
     y = np.array([names.index(v) for v in labels])
     rng = np.random.default_rng(1)
     order = rng.permutation(len(x))
-    n_val = int(round(len(x) * split))
+    n_val = round(len(x) * split)
     val, train = order[:n_val], order[n_val:]
 
     def bare() -> float:
@@ -118,10 +154,19 @@ def run(args) -> None:
         for units in layers:
             h = keras.layers.Dense(units, activation="relu")(h)
         model = keras.Model(inputs, keras.layers.Dense(len(names), activation="softmax")(h))
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        model.fit(x[train], y[train], epochs=args.epochs, batch_size=batch, validation_data=(x[val], y[val]),
-                  verbose=0)
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        model.fit(
+            x[train],
+            y[train],
+            epochs=args.epochs,
+            batch_size=batch,
+            validation_data=(x[val], y[val]),
+            verbose=0,
+        )
         model.evaluate(x[val], y[val], verbose=0)
         return time.perf_counter() - start
 
@@ -142,12 +187,18 @@ def run(args) -> None:
         accuracies.append(acc)
         bare_times.append(bare())
     s, b = statistics.median(studio_times), statistics.median(bare_times)
-    print(f"data: {len(files)} training samples from {args.data}, {len(x)} windows x {x.shape[1]} features, "
-          f"{len(names)} labels")
+    print(
+        f"data: {len(files)} training samples from {args.data}, {len(x)} windows x {x.shape[1]} features, "
+        f"{len(names)} labels"
+    )
     print(f"network: dense {layers}, {args.epochs} epochs, batch {batch}, validation {split:.0%}")
-    print(f"studio job (train task, in-process): {', '.join(f'{t:.2f}' for t in studio_times)} s "
-          f"(median {s:.2f} s), validation accuracy {statistics.median(accuracies):.3f}")
-    print(f"bare Keras fit on numpy:            {', '.join(f'{t:.2f}' for t in bare_times)} s (median {b:.2f} s)")
+    print(
+        f"studio job (train task, in-process): {', '.join(f'{t:.2f}' for t in studio_times)} s "
+        f"(median {s:.2f} s), validation accuracy {statistics.median(accuracies):.3f}"
+    )
+    print(
+        f"bare Keras fit on numpy:            {', '.join(f'{t:.2f}' for t in bare_times)} s (median {b:.2f} s)"
+    )
     print(f"ratio studio / bare: {s / b:.2f} (goal <= 1.10)")
 
 

@@ -7,6 +7,7 @@ one's state). A worker killed mid-job leaves the message unacknowledged (acks_la
 reject_on_worker_lost); when it comes back the job is running with attempts ≥ 1 and is claimed again,
 until MAX_ATTEMPTS runs have been lost: then it fails with the reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,9 @@ from .models import FINAL_JOB_STATUSES, Impulse, Job, JobStatus, Project
 from .services import Actor, ServiceError, activity_log
 
 # How many runs of a job may be lost with their worker before it fails (environment: STUDIO_JOB_MAX_ATTEMPTS).
-MAX_ATTEMPTS = int(os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", getattr(settings, "STUDIO_JOB_MAX_ATTEMPTS", 3)))
+MAX_ATTEMPTS = int(
+    os.environ.get("STUDIO_JOB_MAX_ATTEMPTS", getattr(settings, "STUDIO_JOB_MAX_ATTEMPTS", 3))
+)
 CANCEL_POLL_SECONDS = 0.5
 
 
@@ -41,12 +44,26 @@ def _task_for(kind: str):
 
 
 @transaction.atomic
-def job_enqueue(*, project: Project, actor: Actor | None, kind: str, params: dict | None = None,
-                impulse: Impulse | None = None, snapshot: list | None = None) -> Job:
+def job_enqueue(
+    *,
+    project: Project,
+    actor: Actor | None,
+    kind: str,
+    params: dict | None = None,
+    impulse: Impulse | None = None,
+    snapshot: list | None = None,
+) -> Job:
     """Create a queued Job row and send its task once the row is committed."""
     user = actor.user if actor is not None and getattr(actor.user, "pk", None) else None
-    job = Job.objects.create(project=project, kind=kind, params=params or {}, impulse=impulse,
-                             snapshot=snapshot or [], created_by=user, message="queued")
+    job = Job.objects.create(
+        project=project,
+        kind=kind,
+        params=params or {},
+        impulse=impulse,
+        snapshot=snapshot or [],
+        created_by=user,
+        message="queued",
+    )
     activity_log(project=project, actor=actor, verb="job.started", job=job.id, kind=kind)
     task = _task_for(kind)
     transaction.on_commit(lambda: task.apply_async(args=[job.id]))
@@ -71,34 +88,60 @@ def job_claim(*, job_id: int, worker: str = "") -> Claim | None:
         return None
     if job.attempts >= MAX_ATTEMPTS:
         # Every earlier run died with its worker (a finished run would have left a final state).
-        _finish(job_id, None, status=JobStatus.FAILED, message="failed",
-                error=f"the worker running this job was lost {job.attempts} times "
-                      f"(last: {job.worker or 'unknown'}); giving up after {MAX_ATTEMPTS} attempts")
+        _finish(
+            job_id,
+            None,
+            status=JobStatus.FAILED,
+            message="failed",
+            error=f"the worker running this job was lost {job.attempts} times "
+            f"(last: {job.worker or 'unknown'}); giving up after {MAX_ATTEMPTS} attempts",
+        )
         return None
     attempt = job.attempts + 1
     now = timezone.now()
-    taken = Job.objects.filter(pk=job_id, attempts=job.attempts,
-                               status__in=(JobStatus.QUEUED, JobStatus.RUNNING)).update(
-        status=JobStatus.RUNNING, attempts=attempt, started_at=now, worker=worker[:200],
-        message="running" if attempt == 1 else f"running (attempt {attempt})")
+    taken = Job.objects.filter(
+        pk=job_id, attempts=job.attempts, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+    ).update(
+        status=JobStatus.RUNNING,
+        attempts=attempt,
+        started_at=now,
+        worker=worker[:200],
+        message="running" if attempt == 1 else f"running (attempt {attempt})",
+    )
     if not taken:
         return None
     job.refresh_from_db()
     if attempt > 1:
-        progress.report(job.id, log_line=f"the previous run was lost with its worker; attempt {attempt} of "
-                                         f"{MAX_ATTEMPTS} on {worker}")
+        progress.report(
+            job.id,
+            log_line=f"the previous run was lost with its worker; attempt {attempt} of "
+            f"{MAX_ATTEMPTS} on {worker}",
+        )
     progress.state_changed(job)
     return Claim(job, attempt)
 
 
-def _finish(job_id: int, attempt: int | None, *, status: str, message: str, error: str = "",
-            result: dict | None = None, progress_value: float | None = None) -> bool:
+def _finish(
+    job_id: int,
+    attempt: int | None,
+    *,
+    status: str,
+    message: str,
+    error: str = "",
+    result: dict | None = None,
+    progress_value: float | None = None,
+) -> bool:
     from workers import progress
 
     qs = Job.objects.filter(pk=job_id).exclude(status__in=FINAL_JOB_STATUSES)
     if attempt is not None:
         qs = qs.filter(attempts=attempt)
-    updates: dict = {"status": status, "message": message[:500], "error": error, "finished_at": timezone.now()}
+    updates: dict = {
+        "status": status,
+        "message": message[:500],
+        "error": error,
+        "finished_at": timezone.now(),
+    }
     if result is not None:
         updates["result"] = result
     if progress_value is not None:
@@ -114,12 +157,20 @@ def _finish(job_id: int, attempt: int | None, *, status: str, message: str, erro
 
 
 def job_succeed(claim: Claim, *, result: dict, message: str = "done") -> bool:
-    return _finish(claim.job.id, claim.attempt, status=JobStatus.SUCCEEDED, message=message, result=result,
-                   progress_value=1.0)
+    return _finish(
+        claim.job.id,
+        claim.attempt,
+        status=JobStatus.SUCCEEDED,
+        message=message,
+        result=result,
+        progress_value=1.0,
+    )
 
 
 def job_fail(claim: Claim, *, error: str) -> bool:
-    return _finish(claim.job.id, claim.attempt, status=JobStatus.FAILED, message="failed", error=error)
+    return _finish(
+        claim.job.id, claim.attempt, status=JobStatus.FAILED, message="failed", error=error
+    )
 
 
 def job_mark_cancelled(claim: Claim) -> bool:
@@ -131,11 +182,16 @@ def job_cancel(*, job: Job, actor: Actor) -> Job:
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         if job.status in FINAL_JOB_STATUSES:
-            raise ServiceError(f"job {job.id} has already {job.status}; only queued or running jobs can be "
-                               "cancelled", status=409)
+            raise ServiceError(
+                f"job {job.id} has already {job.status}; only queued or running jobs can be "
+                "cancelled",
+                status=409,
+            )
         job.cancel_requested = True
         job.save(update_fields=["cancel_requested"])
-        activity_log(project=job.project, actor=actor, verb="job.cancel_requested", job=job.id, kind=job.kind)
+        activity_log(
+            project=job.project, actor=actor, verb="job.cancel_requested", job=job.id, kind=job.kind
+        )
     if job.status == JobStatus.QUEUED:
         _finish(job.id, None, status=JobStatus.CANCELLED, message="cancelled before it ran")
     else:
@@ -161,8 +217,16 @@ class CancelWatch:
         if now - self.last < CANCEL_POLL_SECONDS:
             return self.cancelled or self.lost
         self.last = now
-        row = Job.objects.filter(pk=self.claim.job.id).values("cancel_requested", "attempts", "status").first()
-        if row is None or row["attempts"] != self.claim.attempt or row["status"] != JobStatus.RUNNING:
+        row = (
+            Job.objects.filter(pk=self.claim.job.id)
+            .values("cancel_requested", "attempts", "status")
+            .first()
+        )
+        if (
+            row is None
+            or row["attempts"] != self.claim.attempt
+            or row["status"] != JobStatus.RUNNING
+        ):
             self.lost = True
         elif row["cancel_requested"]:
             self.cancelled = True
@@ -183,6 +247,8 @@ def jobs_for_project(project: Project, *, kind: str | None = None, limit: int = 
 
 
 def job_running_of_kind(project: Project, kinds: tuple[str, ...]) -> Job | None:
-    return Job.objects.filter(project=project, kind__in=kinds).filter(
-        Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING)).first()
-
+    return (
+        Job.objects.filter(project=project, kind__in=kinds)
+        .filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING))
+        .first()
+    )

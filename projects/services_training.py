@@ -6,6 +6,7 @@ save, report progress. Feature files: ``projects/<id>/features/<cache key>.npz``
 [windows, n] and ``starts`` (ms), one per (sample, processing block), keyed by block name and
 version, parameters, axes, input block and the sample's content hash.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,8 @@ from workers.ml.pipeline import (
     check_window_fit,
     classify,
     dsp_cache_key,
-    pca_2d,
     parse_impulse,
+    pca_2d,
     sample_windows,
     step_features,
     train_impulse,
@@ -60,32 +61,45 @@ def _sample_name(s: Sample) -> str:
 
 
 def _samples(project: Project, categories: tuple[str, ...]):
-    return list(Sample.objects.filter(project=project, enabled=True, category__in=categories).order_by("id"))
+    return list(
+        Sample.objects.filter(project=project, enabled=True, category__in=categories).order_by("id")
+    )
 
 
 def _require_impulse(project: Project) -> tuple[Impulse, EngineImpulse]:
     row = impulse_current(project)
     if row is None:
-        raise ServiceError("design an impulse first (PUT /api/v1/projects/<id>/impulse)", status=400,
-                           field="impulse")
+        raise ServiceError(
+            "design an impulse first (PUT /api/v1/projects/<id>/impulse)",
+            status=400,
+            field="impulse",
+        )
     try:
         return row, parse_impulse(row.spec)
     except ImpulseError as exc:
-        raise ServiceError(f"the stored impulse is no longer valid: {exc.message}", field=exc.field) from None
+        raise ServiceError(
+            f"the stored impulse is no longer valid: {exc.message}", field=exc.field
+        ) from None
 
 
 def _preflight_data(samples: list[Sample], engine: EngineImpulse, what: str) -> None:
     if not samples:
-        raise ServiceError(f"there is no {what} data; upload samples first", status=400, field="data")
+        raise ServiceError(
+            f"there is no {what} data; upload samples first", status=400, field="data"
+        )
     kinds = {s.kind for s in samples}
     if engine.is_image and kinds != {"image"}:
         raise ServiceError("the impulse takes images but the data has time series", field="input")
     if not engine.is_image and "image" in kinds:
         names = ", ".join(_sample_name(s) for s in samples if s.kind == "image")[:300]
-        raise ServiceError(f"the impulse takes time series but these samples are images: {names}", field="input")
+        raise ServiceError(
+            f"the impulse takes time series but these samples are images: {names}", field="input"
+        )
     try:
         check_window_fit({_sample_name(s): s.duration_ms for s in samples}, engine)
-        check_frequency({_sample_name(s): 1000.0 / s.interval_ms for s in samples if s.interval_ms}, engine)
+        check_frequency(
+            {_sample_name(s): 1000.0 / s.interval_ms for s in samples if s.interval_ms}, engine
+        )
     except ImpulseError as exc:
         raise ServiceError(exc.message, field=exc.field) from None
 
@@ -93,8 +107,10 @@ def _preflight_data(samples: list[Sample], engine: EngineImpulse, what: str) -> 
 def _no_running(project: Project, kinds: tuple[str, ...]) -> None:
     running = job_running_of_kind(project, kinds)
     if running is not None:
-        raise ServiceError(f"job {running.id} ({running.kind}) is still {running.status}; wait for it or cancel it",
-                           status=409)
+        raise ServiceError(
+            f"job {running.id} ({running.kind}) is still {running.status}; wait for it or cancel it",
+            status=409,
+        )
 
 
 def features_start(*, project: Project, actor: Actor) -> Job:
@@ -102,17 +118,26 @@ def features_start(*, project: Project, actor: Actor) -> Job:
     samples = _samples(project, (Category.TRAINING, Category.TESTING))
     _preflight_data([s for s in samples if s.category == Category.TRAINING], engine, "training")
     _no_running(project, ("features", "train"))
-    return job_enqueue(project=project, actor=actor, kind="features", impulse=row,
-                       snapshot=data_snapshot(project, (Category.TRAINING, Category.TESTING)))
+    return job_enqueue(
+        project=project,
+        actor=actor,
+        kind="features",
+        impulse=row,
+        snapshot=data_snapshot(project, (Category.TRAINING, Category.TESTING)),
+    )
 
 
 def features_done(project: Project, row: Impulse) -> Job | None:
     """The newest successful feature generation for this impulse's input and processing blocks (a change
     of only the learning blocks keeps the features)."""
-    same = [i.id for i in Impulse.objects.filter(project=project).only("id", "spec")
-            if i.spec.get("input") == row.spec.get("input") and i.spec.get("dsp") == row.spec.get("dsp")]
-    return Job.objects.filter(project=project, kind="features", impulse_id__in=same,
-                              status=JobStatus.SUCCEEDED).first()
+    same = [
+        i.id
+        for i in Impulse.objects.filter(project=project).only("id", "spec")
+        if i.spec.get("input") == row.spec.get("input") and i.spec.get("dsp") == row.spec.get("dsp")
+    ]
+    return Job.objects.filter(
+        project=project, kind="features", impulse_id__in=same, status=JobStatus.SUCCEEDED
+    ).first()
 
 
 def train_start(*, project: Project, actor: Actor) -> Job:
@@ -127,42 +152,73 @@ def train_start(*, project: Project, actor: Actor) -> Job:
     if engine.classifier is not None and engine.classifier.block != "regression":
         labels = sorted({s.label for s in samples})
         if len(labels) < 2:
-            raise ServiceError(f"a classifier needs at least two labels in the training data; found "
-                               f"{labels or 'none'}", field="label")
+            raise ServiceError(
+                f"a classifier needs at least two labels in the training data; found "
+                f"{labels or 'none'}",
+                field="label",
+            )
     if features_done(project, row) is None:
-        raise ServiceError(f"generate features for impulse version {row.version} before training", status=400,
-                           field="features")
+        raise ServiceError(
+            f"generate features for impulse version {row.version} before training",
+            status=400,
+            field="features",
+        )
     _no_running(project, ("features", "train"))
-    return job_enqueue(project=project, actor=actor, kind="train", impulse=row,
-                       snapshot=data_snapshot(project, (Category.TRAINING,)))
+    return job_enqueue(
+        project=project,
+        actor=actor,
+        kind="train",
+        impulse=row,
+        snapshot=data_snapshot(project, (Category.TRAINING,)),
+    )
 
 
 def model_latest(project: Project) -> TrainedModel | None:
     return TrainedModel.objects.filter(project=project).first()
 
 
-def model_test_start(*, project: Project, actor: Actor, model_id: int | None = None,
-               threshold: float = DEFAULT_UNCERTAIN_THRESHOLD) -> Job:
+def model_test_start(
+    *,
+    project: Project,
+    actor: Actor,
+    model_id: int | None = None,
+    threshold: float = DEFAULT_UNCERTAIN_THRESHOLD,
+) -> Job:
     if model_id is not None:
         model = TrainedModel.objects.filter(project=project, pk=model_id).first()
         if model is None:
-            raise ServiceError(f"no trained model {model_id} in this project", status=404, field="model")
+            raise ServiceError(
+                f"no trained model {model_id} in this project", status=404, field="model"
+            )
     else:
         model = model_latest(project)
         if model is None:
             raise ServiceError("train a model before testing it", field="model")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ServiceError(f"threshold must be a number in 0..1, got {threshold!r}", field="threshold")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0 <= threshold <= 1
+    ):
+        raise ServiceError(
+            f"threshold must be a number in 0..1, got {threshold!r}", field="threshold"
+        )
     samples = _samples(project, (Category.TESTING,))
     if not samples:
-        raise ServiceError("there is no testing data; upload or move samples to the testing set", field="data")
+        raise ServiceError(
+            "there is no testing data; upload or move samples to the testing set", field="data"
+        )
     engine = parse_impulse(model.impulse.spec) if model.impulse else None
     if engine is None:
         raise ServiceError("the model's impulse was deleted", field="model")
     _preflight_data(samples, engine, "testing")
-    return job_enqueue(project=project, actor=actor, kind="test", impulse=model.impulse,
-                       params={"model_id": model.id, "threshold": float(threshold)},
-                       snapshot=data_snapshot(project, (Category.TESTING,)))
+    return job_enqueue(
+        project=project,
+        actor=actor,
+        kind="test",
+        impulse=model.impulse,
+        params={"model_id": model.id, "threshold": float(threshold)},
+        snapshot=data_snapshot(project, (Category.TESTING,)),
+    )
 
 
 def job_start(*, project: Project, actor: Actor, kind: str, params: dict) -> Job:
@@ -175,8 +231,12 @@ def job_start(*, project: Project, actor: Actor, kind: str, params: dict) -> Job
         model_id = params.get("model_id")
         if model_id is not None and (isinstance(model_id, bool) or not isinstance(model_id, int)):
             raise ServiceError("model_id must be an integer", field="model_id")
-        return model_test_start(project=project, actor=actor, model_id=model_id,
-                          threshold=params.get("threshold", DEFAULT_UNCERTAIN_THRESHOLD))
+        return model_test_start(
+            project=project,
+            actor=actor,
+            model_id=model_id,
+            threshold=params.get("threshold", DEFAULT_UNCERTAIN_THRESHOLD),
+        )
     raise ServiceError(f"unknown job kind {kind!r}; choose features, train or test", field="kind")
 
 
@@ -197,28 +257,43 @@ def _load_cached(key: str) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         with np.load(io.BytesIO(read_bytes(fs.path)), allow_pickle=False) as data:
             return data["features"], data["starts"]
-    except Exception:  # a missing or unreadable file is recomputed
+    except (OSError, ValueError, KeyError):  # a missing or unreadable file is recomputed
         log.warning("feature cache file %s unreadable; recomputing", fs.path)
         return None
 
 
-def _store(project: Project, key: str, step, sample: Sample, feats: np.ndarray, starts: np.ndarray) -> None:
+def _store(
+    project: Project, key: str, step, sample: Sample, feats: np.ndarray, starts: np.ndarray
+) -> None:
     buf = io.BytesIO()
     np.savez(buf, features=feats, starts=starts)
     path = f"{project_prefix(project.id)}/features/{key}.npz"
     delete_quietly(path)
     stored = save_bytes(path, buf.getvalue())
     try:
-        FeatureSet.objects.update_or_create(cache_key=key, defaults={
-            "block": step.block, "implementation_version": step.module.IMPLEMENTATION_VERSION,
-            "sample_sha256": sample.sha256, "path": stored})
+        FeatureSet.objects.update_or_create(
+            cache_key=key,
+            defaults={
+                "block": step.block,
+                "implementation_version": step.module.IMPLEMENTATION_VERSION,
+                "sample_sha256": sample.sha256,
+                "path": stored,
+            },
+        )
     except Exception:
         delete_quietly(stored)
         raise
 
 
-def gather_features(job: Job, engine: EngineImpulse, samples: list[Sample], watch: CancelWatch | None, *,
-                    span: tuple[float, float] = (0.0, 1.0), what: str = "features") -> tuple[list[SampleFeatures], dict]:
+def gather_features(
+    job: Job,
+    engine: EngineImpulse,
+    samples: list[Sample],
+    watch: CancelWatch | None,
+    *,
+    span: tuple[float, float] = (0.0, 1.0),
+    what: str = "features",
+) -> tuple[list[SampleFeatures], dict]:
     """Features of every sample under every DSP block, from the cache or computed (and cached)."""
     project = job.project
     out: list[SampleFeatures] = []
@@ -250,8 +325,11 @@ def gather_features(job: Job, engine: EngineImpulse, samples: list[Sample], watc
             windows, starts = sample_windows(payload, engine, name=_sample_name(s))
             axes = () if engine.is_image else payload.axes
             for step, key in need:
-                arr = step_features(windows, axes, step, engine, name=_sample_name(s)) if len(windows) \
+                arr = (
+                    step_features(windows, axes, step, engine, name=_sample_name(s))
+                    if len(windows)
                     else np.zeros((0, 0), np.float32)
+                )
                 _store(project, key, step, s, arr, starts)
                 feats[step.id] = arr
                 misses += 1
@@ -265,15 +343,23 @@ def gather_features(job: Job, engine: EngineImpulse, samples: list[Sample], watc
             frac = span[0] + (span[1] - span[0]) * (i + 1) / max(1, n)
             progress.report(job.id, frac, f"{what}: {i + 1}/{n} samples")
     if empty:
-        progress.report(job.id, log_line=f"{len(empty)} sample(s) shorter than the window were left out: "
-                                         + ", ".join(empty[:20]))
+        progress.report(
+            job.id,
+            log_line=f"{len(empty)} sample(s) shorter than the window were left out: "
+            + ", ".join(empty[:20]),
+        )
     if not out:
-        raise ImpulseError("no sample gave a window; every sample is shorter than the window "
-                           f"({', '.join(empty[:10])})", "input.window_size_ms")
+        raise ImpulseError(
+            "no sample gave a window; every sample is shorter than the window "
+            f"({', '.join(empty[:10])})",
+            "input.window_size_ms",
+        )
     return out, {"hits": hits, "misses": misses, "left_out": empty}
 
 
-def _stack(items: list[SampleFeatures], engine: EngineImpulse) -> tuple[dict[str, np.ndarray], list[str], list[tuple[int, float]]]:
+def _stack(
+    items: list[SampleFeatures], engine: EngineImpulse
+) -> tuple[dict[str, np.ndarray], list[str], list[tuple[int, float]]]:
     feats = {step.id: np.concatenate([it.features[step.id] for it in items]) for step in engine.dsp}
     labels = [it.sample.label for it in items for _ in it.starts]
     where = [(it.sample.id, float(t)) for it in items for t in it.starts]
@@ -299,26 +385,57 @@ def features_run(claim: Claim, watch: CancelWatch) -> dict:
     job = claim.job
     engine = _engine_of(job)
     samples = _snapshot_samples(job)
-    progress.report(job.id, 0.0, f"generating features of {len(samples)} samples (impulse v{job.impulse.version})")
+    progress.report(
+        job.id,
+        0.0,
+        f"generating features of {len(samples)} samples (impulse v{job.impulse.version})",
+    )
     items, cache = gather_features(job, engine, samples, watch, span=(0.0, 0.9))
     train_items = [it for it in items if it.sample.category == Category.TRAINING] or items
     feats, labels, where = _stack(train_items, engine)
     x = np.concatenate([feats[s.id] for s in engine.dsp], axis=1)
     rng = np.random.default_rng(0)
-    keep = np.sort(rng.choice(len(x), EXPLORER_MAX_POINTS, replace=False)) if len(x) > EXPLORER_MAX_POINTS \
+    keep = (
+        np.sort(rng.choice(len(x), EXPLORER_MAX_POINTS, replace=False))
+        if len(x) > EXPLORER_MAX_POINTS
         else np.arange(len(x))
+    )
     xy = pca_2d(x[keep]) if len(keep) else np.zeros((0, 2))
     label_names = sorted(set(labels))
-    points = [[round(float(xy[j, 0]), 4), round(float(xy[j, 1]), 4), label_names.index(labels[k]),
-               where[k][0], round(where[k][1], 1)] for j, k in enumerate(keep)]
-    blocks = [{"id": s.id, "block": s.block, "version": s.module.IMPLEMENTATION_VERSION,
-               "features": int(feats[s.id].shape[1])} for s in engine.dsp]
-    progress.report(job.id, 1.0, f"{len(x)} windows, {x.shape[1]} features per window "
-                                 f"({cache['hits']} cached, {cache['misses']} computed)")
-    return {"impulse_version": job.impulse.version, "samples": len(items), "windows": int(len(x)),
-            "blocks": blocks, "cache": {"hits": cache["hits"], "misses": cache["misses"]},
-            "left_out": cache["left_out"][:100],
-            "explorer": {"method": "pca", "labels": label_names, "points": points}}
+    points = [
+        [
+            round(float(xy[j, 0]), 4),
+            round(float(xy[j, 1]), 4),
+            label_names.index(labels[k]),
+            where[k][0],
+            round(where[k][1], 1),
+        ]
+        for j, k in enumerate(keep)
+    ]
+    blocks = [
+        {
+            "id": s.id,
+            "block": s.block,
+            "version": s.module.IMPLEMENTATION_VERSION,
+            "features": int(feats[s.id].shape[1]),
+        }
+        for s in engine.dsp
+    ]
+    progress.report(
+        job.id,
+        1.0,
+        f"{len(x)} windows, {x.shape[1]} features per window "
+        f"({cache['hits']} cached, {cache['misses']} computed)",
+    )
+    return {
+        "impulse_version": job.impulse.version,
+        "samples": len(items),
+        "windows": len(x),
+        "blocks": blocks,
+        "cache": {"hits": cache["hits"], "misses": cache["misses"]},
+        "left_out": cache["left_out"][:100],
+        "explorer": {"method": "pca", "labels": label_names, "points": points},
+    }
 
 
 def _save_keras(project: Project, job: Job, model) -> str:
@@ -361,8 +478,16 @@ class EpochReporter:
         self.fraction = 0.1 + 0.85 * (epoch + 1) / self.epochs
         self.message = f"epoch {epoch + 1}/{self.epochs}"
         self.lines.append(f"[{timezone.now():%H:%M:%S}] {line}\n")
-        progress.send(self.claim.job.id, {"type": "progress", "progress": self.fraction, "message": self.message,
-                                          "log": line, "metrics": row})
+        progress.send(
+            self.claim.job.id,
+            {
+                "type": "progress",
+                "progress": self.fraction,
+                "message": self.message,
+                "log": line,
+                "metrics": row,
+            },
+        )
         if time.monotonic() - self.last_write >= REPORT_EVERY_S:
             self.flush()
 
@@ -370,8 +495,11 @@ class EpochReporter:
         if not self.lines:
             return
         Job.objects.filter(pk=self.claim.job.id, attempts=self.claim.attempt).update(
-            result={"epochs": self.curve}, progress=self.fraction, message=self.message,
-            log=Concat(F("log"), Value("".join(self.lines))))
+            result={"epochs": self.curve},
+            progress=self.fraction,
+            message=self.message,
+            log=Concat(F("log"), Value("".join(self.lines))),
+        )
         self.lines = []
         self.last_write = time.monotonic()
 
@@ -381,50 +509,92 @@ def train_run(claim: Claim, watch: CancelWatch) -> dict:
     engine = _engine_of(job)
     samples = _snapshot_samples(job)
     progress.report(job.id, 0.0, f"loading features of {len(samples)} samples")
-    items, _ = gather_features(job, engine, samples, watch, span=(0.0, 0.1), what="loading features")
+    items, _ = gather_features(
+        job, engine, samples, watch, span=(0.0, 0.1), what="loading features"
+    )
     feats, labels, where = _stack(items, engine)
     step = engine.classifier
     epochs = step.settings.epochs if step is not None else 1
     reporter = EpochReporter(claim, epochs)
     progress.report(job.id, 0.1, f"training on {len(labels)} windows from {len(items)} samples")
     try:
-        trained = train_impulse(feats, labels, engine, on_epoch=reporter, should_stop=watch,
-                                pretrained_dir=str(settings.STUDIO_PRETRAINED_DIR))
+        trained = train_impulse(
+            feats,
+            labels,
+            engine,
+            on_epoch=reporter,
+            should_stop=watch,
+            pretrained_dir=str(settings.STUDIO_PRETRAINED_DIR),
+        )
     finally:
         reporter.flush()
     curve = reporter.curve
     misclassified = []
-    if trained.model is not None and step is not None and step.block != "regression" \
-            and trained.validation_predictions is not None:
+    if (
+        trained.model is not None
+        and step is not None
+        and step.block != "regression"
+        and trained.validation_predictions is not None
+    ):
         predicted = trained.validation_predictions.argmax(axis=1)
         for k, idx in enumerate(trained.validation_indices):
             truth = labels[int(idx)]
             guess = trained.labels[int(predicted[k])]
             if truth != guess:
                 sample_id, start = where[int(idx)]
-                misclassified.append({"sample_id": sample_id, "start_ms": start, "label": truth, "predicted": guess,
-                                      "score": round(float(trained.validation_predictions[k].max()), 4)})
+                misclassified.append(
+                    {
+                        "sample_id": sample_id,
+                        "start_ms": start,
+                        "label": truth,
+                        "predicted": guess,
+                        "score": round(float(trained.validation_predictions[k].max()), 4),
+                    }
+                )
     if trained.anomaly is not None:
-        progress.report(job.id, 0.97, f"k-means: {trained.anomaly['clusters']} clusters, "
-                                      f"threshold {trained.anomaly['threshold']:.3f}")
+        progress.report(
+            job.id,
+            0.97,
+            f"k-means: {trained.anomaly['clusters']} clusters, "
+            f"threshold {trained.anomaly['threshold']:.3f}",
+        )
     watch.check()
     keras_path = _save_keras(job.project, job, trained.model) if trained.model is not None else ""
     try:
         with transaction.atomic():
             model = TrainedModel.objects.create(
-                project=job.project, job=job, impulse=job.impulse,
-                learn_block=step.block if step else "anomaly", snapshot=job.snapshot,
-                settings=job.impulse.spec.get("learn", []), labels=trained.labels, keras_path=keras_path,
-                anomaly=trained.anomaly, metrics=trained.metrics, history=trained.history,
-                misclassified=misclassified[:500])
-            activity_log(project=job.project, actor=None, verb="model.trained", model=model.id, job=job.id,
-                         accuracy=trained.metrics.get("accuracy"))
+                project=job.project,
+                job=job,
+                impulse=job.impulse,
+                learn_block=step.block if step else "anomaly",
+                snapshot=job.snapshot,
+                settings=job.impulse.spec.get("learn", []),
+                labels=trained.labels,
+                keras_path=keras_path,
+                anomaly=trained.anomaly,
+                metrics=trained.metrics,
+                history=trained.history,
+                misclassified=misclassified[:500],
+            )
+            activity_log(
+                project=job.project,
+                actor=None,
+                verb="model.trained",
+                model=model.id,
+                job=job.id,
+                accuracy=trained.metrics.get("accuracy"),
+            )
     except BaseException:
         delete_quietly(keras_path)
         raise
-    return {"epochs": curve, "model_id": model.id, "accuracy": trained.metrics.get("accuracy"),
-            "loss": trained.metrics.get("loss"), "labels": trained.labels,
-            "anomaly_threshold": trained.anomaly["threshold"] if trained.anomaly else None}
+    return {
+        "epochs": curve,
+        "model_id": model.id,
+        "accuracy": trained.metrics.get("accuracy"),
+        "loss": trained.metrics.get("loss"),
+        "labels": trained.labels,
+        "anomaly_threshold": trained.anomaly["threshold"] if trained.anomaly else None,
+    }
 
 
 def model_test_run(claim: Claim, watch: CancelWatch) -> dict:
@@ -466,29 +636,53 @@ def model_test_run(claim: Claim, watch: CancelWatch) -> dict:
                 entry["anomaly"] = round(float(anomaly_scores[w]), 4)
             timeline.append(entry)
         windows = len(it.starts)
-        per_sample.append({
-            "sample_id": it.sample.id, "file_name": it.sample.file_name, "label": it.sample.label,
-            "predicted": votes.most_common(1)[0][0] if votes else None,
-            "accuracy": round(correct / windows, 4) if windows and scores is not None else None,
-            "windows": windows, "timeline": timeline,
-            "anomalous_windows": int((anomaly_scores > model.anomaly["threshold"]).sum())
-            if anomaly_scores is not None else None,
-        })
-        progress.report(job.id, 0.6 + 0.4 * (n + 1) / len(items), f"classified {n + 1}/{len(items)} samples")
-    summary: dict = {"model_id": model.id, "threshold": threshold, "samples": len(per_sample),
-                     "windows": sum(p["windows"] for p in per_sample)}
+        per_sample.append(
+            {
+                "sample_id": it.sample.id,
+                "file_name": it.sample.file_name,
+                "label": it.sample.label,
+                "predicted": votes.most_common(1)[0][0] if votes else None,
+                "accuracy": round(correct / windows, 4) if windows and scores is not None else None,
+                "windows": windows,
+                "timeline": timeline,
+                "anomalous_windows": int((anomaly_scores > model.anomaly["threshold"]).sum())
+                if anomaly_scores is not None
+                else None,
+            }
+        )
+        progress.report(
+            job.id, 0.6 + 0.4 * (n + 1) / len(items), f"classified {n + 1}/{len(items)} samples"
+        )
+    summary: dict = {
+        "model_id": model.id,
+        "threshold": threshold,
+        "samples": len(per_sample),
+        "windows": sum(p["windows"] for p in per_sample),
+    }
     if keras_model is not None and labels:
         cm_labels = labels + ["uncertain"]
-        metrics = classification_metrics(np.array(y_true, np.int64), np.array(y_pred, np.int64), cm_labels)
+        metrics = classification_metrics(
+            np.array(y_true, np.int64), np.array(y_pred, np.int64), cm_labels
+        )
         metrics["confusion_matrix"] = metrics["confusion_matrix"][: len(labels)]
-        summary |= {"accuracy": metrics["accuracy"], "confusion_matrix": metrics["confusion_matrix"],
-                    "labels": labels, "columns": cm_labels,
-                    "per_class": {k: v for k, v in metrics["per_class"].items() if k in labels},
-                    "unknown_labels": sorted({p["label"] for p in per_sample if p["label"] not in labels})}
+        summary |= {
+            "accuracy": metrics["accuracy"],
+            "confusion_matrix": metrics["confusion_matrix"],
+            "labels": labels,
+            "columns": cm_labels,
+            "per_class": {k: v for k, v in metrics["per_class"].items() if k in labels},
+            "unknown_labels": sorted({p["label"] for p in per_sample if p["label"] not in labels}),
+        }
     results = summary | {"per_sample": per_sample}
     TrainedModel.objects.filter(pk=model.pk).update(test_results=results)
-    activity_log(project=job.project, actor=None, verb="model.tested", model=model.id, job=job.id,
-                 accuracy=summary.get("accuracy"))
+    activity_log(
+        project=job.project,
+        actor=None,
+        verb="model.tested",
+        model=model.id,
+        job=job.id,
+        accuracy=summary.get("accuracy"),
+    )
     return summary
 
 

@@ -1,4 +1,5 @@
 """HTML pages of the impulse and its jobs: impulse design (+ feature explorer), training, model testing, jobs."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -18,13 +19,24 @@ def _page(request, project_id: int, template: str, **context):
         data_url = reverse("data", kwargs={"project_id": project_id})
     except NoReverseMatch:
         data_url = ""
-    context.update({"project": access.project, "access": access, "role": access.role,
-                    "can_edit": access.can(Role.EDITOR), "data_url": data_url})
+    context.update(
+        {
+            "project": access.project,
+            "access": access,
+            "role": access.role,
+            "can_edit": access.can(Role.EDITOR),
+            "data_url": data_url,
+        }
+    )
     return access, context, template
 
 
 def _latest_job(project, kind: str) -> dict | None:
-    job = Job.objects.filter(project=project, kind=kind).select_related("impulse", "created_by").first()
+    job = (
+        Job.objects.filter(project=project, kind=kind)
+        .select_related("impulse", "created_by")
+        .first()
+    )
     return job_body(job) if job else None
 
 
@@ -33,10 +45,12 @@ def impulse(request, project_id: int):
     access, context, template = _page(request, project_id, "projects/impulse.html")
     row = services_impulse.impulse_current(access.project)
     features = services_training.features_done(access.project, row) if row else None
-    context.update({
-        "features_job": _latest_job(access.project, "features"),
-        "features_result": ({"job": features.id, **features.result} if features else None),
-    })
+    context.update(
+        {
+            "features_job": _latest_job(access.project, "features"),
+            "features_result": ({"job": features.id, **features.result} if features else None),
+        }
+    )
     return render(request, template, context)
 
 
@@ -44,8 +58,12 @@ def impulse(request, project_id: int):
 def training(request, project_id: int):
     access, context, template = _page(request, project_id, "projects/training.html")
     model = TrainedModel.objects.filter(project=access.project).select_related("impulse").first()
-    context.update({"train_job": _latest_job(access.project, "train"),
-                    "model": model_body(model) if model else None})
+    context.update(
+        {
+            "train_job": _latest_job(access.project, "train"),
+            "model": model_body(model) if model else None,
+        }
+    )
     return render(request, template, context)
 
 
@@ -53,8 +71,12 @@ def training(request, project_id: int):
 def model_testing(request, project_id: int):
     access, context, template = _page(request, project_id, "projects/model_testing.html")
     model = TrainedModel.objects.filter(project=access.project).select_related("impulse").first()
-    context.update({"test_job": _latest_job(access.project, "test"),
-                    "model": model_body(model) if model else None})
+    context.update(
+        {
+            "test_job": _latest_job(access.project, "test"),
+            "model": model_body(model) if model else None,
+        }
+    )
     return render(request, template, context)
 
 
@@ -68,7 +90,11 @@ def jobs(request, project_id: int):
 @login_required
 def job(request, project_id: int, job_id: int):
     access, context, template = _page(request, project_id, "projects/job.html")
-    row = Job.objects.filter(pk=job_id, project=access.project).select_related("impulse", "created_by").first()
+    row = (
+        Job.objects.filter(pk=job_id, project=access.project)
+        .select_related("impulse", "created_by")
+        .first()
+    )
     if row is None:
         raise Http404("no such job")
     context.update({"job": row, "job_data": job_body(row)})

@@ -2,6 +2,7 @@
 (BasicMotions smartwatch recordings from projects/demo_data): upload through the EI ingestion API, design
 the impulse (spectral analysis + dense classifier + k-means), generate features, train while the live
 chart moves, read the confusion matrix, run model testing."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,12 @@ def upload(base_url: str, key: str, category: str, per_label: int) -> int:
     for label in LABELS:
         files = sorted((DATA / category).glob(f"{label}.*.json"))[:per_label]
         parts = [("data", (f.name, f.read_bytes(), "application/json")) for f in files]
-        r = requests.post(f"{base_url}/api/{category}/files", files=parts,
-                          headers={"x-api-key": key, "x-label": label}, timeout=60)
+        r = requests.post(
+            f"{base_url}/api/{category}/files",
+            files=parts,
+            headers={"x-api-key": key, "x-label": label},
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
         sent += len(files)
     return sent
@@ -35,12 +40,16 @@ def wait_status(page, container: str, status: str, timeout_ms: int) -> None:
     page.wait_for_function(
         "([sel, want]) => { const b = document.querySelector(sel + ' [data-testid=job-status]');"
         " return b && (b.textContent === want || b.textContent === 'failed' || b.textContent === 'cancelled'); }",
-        arg=[container, status], timeout=timeout_ms)
+        arg=[container, status],
+        timeout=timeout_ms,
+    )
     got = page.text_content(f"{container} [data-testid=job-status]")
     assert got == status, page.text_content(container)
 
 
-def test_the_gesture_story_in_a_browser(project, api_keys, asgi_server, celery_worker_process, page):
+def test_the_gesture_story_in_a_browser(
+    project, api_keys, asgi_server, celery_worker_process, page
+):
     base = asgi_server.url
     assert upload(base, api_keys["ingestion"], "training", 6) == 24
     assert upload(base, api_keys["ingestion"], "testing", 3) == 12
@@ -58,7 +67,9 @@ def test_the_gesture_story_in_a_browser(project, api_keys, asgi_server, celery_w
     page.click("#add-learn")
     assert page.locator(".learn-block").count() == 2
     page.click("#save-impulse")
-    page.wait_for_function("document.querySelector('[data-testid=save-status]').textContent.startsWith('Saved')")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=save-status]').textContent.startsWith('Saved')"
+    )
     assert page.text_content("[data-testid=impulse-version]") == "version 1"
     spec = page.evaluate("JSON.parse(document.getElementById('impulse-json').value)")
     assert spec["input"]["window_size_ms"] == 5000
@@ -68,7 +79,9 @@ def test_the_gesture_story_in_a_browser(project, api_keys, asgi_server, celery_w
     page.click("#generate-features")
     wait_status(page, "#features-job", "succeeded", 120_000)
     page.wait_for_selector("[data-testid=explorer-count]")
-    assert "24 windows" not in page.text_content("[data-testid=explorer-count]")  # 6 windows per 10 s sample
+    assert "24 windows" not in page.text_content(
+        "[data-testid=explorer-count]"
+    )  # 6 windows per 10 s sample
     assert "144 windows" in page.text_content("[data-testid=explorer-count]")
 
     # train: the chart gains points while the job runs
@@ -101,7 +114,8 @@ def test_the_gesture_story_in_a_browser(project, api_keys, asgi_server, celery_w
     page.reload()
     page.wait_for_function(
         "document.querySelector('#train-job [data-testid=epoch-chart]') &&"
-        " document.querySelector('#train-job [data-testid=epoch-chart]').dataset.points === '60'")
+        " document.querySelector('#train-job [data-testid=epoch-chart]').dataset.points === '60'"
+    )
 
     page.goto(f"{base}/projects/{project.id}/model-testing")
     page.click("#classify-all")
@@ -114,6 +128,10 @@ def test_the_gesture_story_in_a_browser(project, api_keys, asgi_server, celery_w
 
     page.goto(f"{base}/projects/{project.id}/jobs")
     jobs = list(Job.objects.filter(project=project).values_list("kind", "status"))
-    mine = [j for j in jobs if j[0] in ("features", "train", "test")]  # training may chain others (optimize)
+    mine = [
+        j for j in jobs if j[0] in ("features", "train", "test")
+    ]  # training may chain others (optimize)
     assert mine == [("test", "succeeded"), ("train", "succeeded"), ("features", "succeeded")], jobs
-    assert page.locator("[data-testid=jobs-table] tr").count() == 1 + len(jobs), page.inner_html("[data-testid=jobs-table]")
+    assert page.locator("[data-testid=jobs-table] tr").count() == 1 + len(jobs), page.inner_html(
+        "[data-testid=jobs-table]"
+    )

@@ -1,5 +1,6 @@
 """The impulse API (versioning, checks against the engine's blocks and the data's axes) and the features,
 train and test jobs run in-process through the same task a worker runs: results, models, bad input."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,7 +22,9 @@ def put_impulse(api, project, spec, who="bob"):
 
 
 def start(api, project, kind, who="bob", **extra):
-    return api(who).post(f"/api/v1/projects/{project.id}/jobs", {"kind": kind, **extra}, format="json")
+    return api(who).post(
+        f"/api/v1/projects/{project.id}/jobs", {"kind": kind, **extra}, format="json"
+    )
 
 
 def run(job_id: int) -> Job:
@@ -41,27 +44,51 @@ def test_a_saved_impulse_gets_a_new_version_only_when_it_changes(api, project):
     got = api("vic").get(f"/api/v1/projects/{project.id}/impulse").json()
     assert got["version"] == 2 and got["axes"] == ["accX", "accY", "accZ"]
     assert got["spec"]["learn"][0]["settings"]["epochs"] == 5
-    assert got["spec"]["dsp"][0]["params"]["fft_length"] == 64  # defaults filled in, given values kept
+    assert (
+        got["spec"]["dsp"][0]["params"]["fft_length"] == 64
+    )  # defaults filled in, given values kept
     assert {b["name"] for b in got["blocks"]["dsp"]} >= {"spectral-analysis", "mfcc", "image"}
     assert Activity.objects.filter(project=project, verb="impulse.saved").count() == 2
 
 
-@pytest.mark.parametrize("change, field, words", [
-    (lambda s: s["dsp"][0].update(block="fourier"), "dsp[0].block", "unknown processing block"),
-    (lambda s: s["dsp"][0].update(axes=["accX", "gyrQ"]), "dsp[0].axes", "no axis 'gyrQ'"),
-    (lambda s: s["dsp"][0]["params"].update(fft_length=100), "dsp[0].params", "power of two"),
-    (lambda s: s["dsp"][0]["params"].update(filter_cutoff=-1.0), "dsp[0].params", "filter_cutoff"),
-    (lambda s: s["dsp"][0]["params"].update(fft_length=0), "dsp[0].params", "fft_length"),
-    (lambda s: s["learn"][0].update(block="svm"), "learn[0].block", "unknown learning block"),
-    (lambda s: s["learn"][0].update(inputs=["mfcc"]), "learn[0].inputs", "no processing block 'mfcc'"),
-    (lambda s: s["learn"][0]["settings"].update(epochs=0), "learn[0]", "epochs"),
-    (lambda s: s["input"].update(window_size_ms=-5), "input", "window_size_ms"),
-    (lambda s: s.update(dsp=[{"block": "mfe", "axes": ["accX"], "params": {"num_filters": 300,
-                                                                           "frame_length": 0.5,
-                                                                           "frame_stride": 0.25}}]),
-     "dsp[0].params", "FFT bins"),
-])
-def test_a_bad_impulse_is_refused_naming_the_field_and_nothing_changes(api, project, change, field, words):
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        (lambda s: s["dsp"][0].update(block="fourier"), "dsp[0].block", "unknown processing block"),
+        (lambda s: s["dsp"][0].update(axes=["accX", "gyrQ"]), "dsp[0].axes", "no axis 'gyrQ'"),
+        (lambda s: s["dsp"][0]["params"].update(fft_length=100), "dsp[0].params", "power of two"),
+        (
+            lambda s: s["dsp"][0]["params"].update(filter_cutoff=-1.0),
+            "dsp[0].params",
+            "filter_cutoff",
+        ),
+        (lambda s: s["dsp"][0]["params"].update(fft_length=0), "dsp[0].params", "fft_length"),
+        (lambda s: s["learn"][0].update(block="svm"), "learn[0].block", "unknown learning block"),
+        (
+            lambda s: s["learn"][0].update(inputs=["mfcc"]),
+            "learn[0].inputs",
+            "no processing block 'mfcc'",
+        ),
+        (lambda s: s["learn"][0]["settings"].update(epochs=0), "learn[0]", "epochs"),
+        (lambda s: s["input"].update(window_size_ms=-5), "input", "window_size_ms"),
+        (
+            lambda s: s.update(
+                dsp=[
+                    {
+                        "block": "mfe",
+                        "axes": ["accX"],
+                        "params": {"num_filters": 300, "frame_length": 0.5, "frame_stride": 0.25},
+                    }
+                ]
+            ),
+            "dsp[0].params",
+            "FFT bins",
+        ),
+    ],
+)
+def test_a_bad_impulse_is_refused_naming_the_field_and_nothing_changes(
+    api, project, change, field, words
+):
     add_samples(project, per_label=1)
     put_impulse(api, project, impulse_spec())
     spec = impulse_spec()
@@ -78,14 +105,18 @@ def test_viewers_may_read_but_not_change_the_impulse_or_start_jobs(api, project)
     assert api("charlie").get(f"/api/v1/projects/{project.id}/impulse").status_code == 404
 
 
-def test_features_then_training_then_testing_gives_a_model_with_metrics_and_test_results(api, project):
+def test_features_then_training_then_testing_gives_a_model_with_metrics_and_test_results(
+    api, project
+):
     add_samples(project, per_label=4)
     add_samples(project, per_label=2, category="testing", seed=7)
     put_impulse(api, project, impulse_spec(epochs=30))
     assert start(api, project, "train").json()["detail"].startswith("generate features")
 
     r = start(api, project, "features")
-    assert r.status_code == 202 and r.json()["status"] == "queued" and r.json()["impulse_version"] == 1
+    assert (
+        r.status_code == 202 and r.json()["status"] == "queued" and r.json()["impulse_version"] == 1
+    )
     job = run(r.json()["id"])
     assert job.status == "succeeded", job.error
     assert job.attempts == 1 and job.progress == 1.0 and len(job.snapshot) == 18
@@ -102,11 +133,15 @@ def test_features_then_training_then_testing_gives_a_model_with_metrics_and_test
 
     train = run(start(api, project, "train").json()["id"])
     assert train.status == "succeeded", train.error
-    assert len(train.result["epochs"]) == 30 and {"loss", "accuracy", "val_loss"} <= set(train.result["epochs"][0])
+    assert len(train.result["epochs"]) == 30 and {"loss", "accuracy", "val_loss"} <= set(
+        train.result["epochs"][0]
+    )
     model = TrainedModel.objects.get(pk=train.result["model_id"])
     assert model.labels == ["idle", "shake", "wave"] and model.impulse.version == 1
     assert model.metrics["accuracy"] >= 0.9
-    assert sum(map(sum, model.metrics["confusion_matrix"])) == 15  # a quarter of 60 windows validate
+    assert (
+        sum(map(sum, model.metrics["confusion_matrix"])) == 15
+    )  # a quarter of 60 windows validate
     assert model.anomaly["threshold"] > 0 and model.keras_path
     assert len(model.history["loss"]) == 30
     detail = api("vic").get(f"/api/v1/trained-models/{model.id}").json()
@@ -128,7 +163,9 @@ def test_training_needs_two_labels_and_testing_needs_testing_data(api, project):
     r = start(api, project, "train")
     assert r.status_code == 400 and "at least two labels" in r.json()["detail"]
     assert start(api, project, "test").json()["detail"] == "train a model before testing it"
-    TrainedModel.objects.create(project=project, impulse=Impulse.objects.get(project=project), labels=["a", "b"])
+    TrainedModel.objects.create(
+        project=project, impulse=Impulse.objects.get(project=project), labels=["a", "b"]
+    )
     r = start(api, project, "test")
     assert r.status_code == 400 and "no testing data" in r.json()["detail"]
 
@@ -147,7 +184,11 @@ def test_a_window_longer_than_every_sample_names_them_and_no_job_is_made(api, pr
 def test_a_frequency_above_the_data_rate_is_refused(api, project):
     add_samples(project, per_label=1, hz=50)
     r = put_impulse(api, project, impulse_spec(frequency_hz=200))
-    assert r.status_code == 400 and r.json()["field"] == "input.frequency_hz" and "50 Hz" in r.json()["detail"]
+    assert (
+        r.status_code == 400
+        and r.json()["field"] == "input.frequency_hz"
+        and "50 Hz" in r.json()["detail"]
+    )
 
 
 def test_cancelling_a_queued_job_cancels_it_and_a_finished_job_answers_409(api, project):
@@ -157,7 +198,9 @@ def test_cancelling_a_queued_job_cancels_it_and_a_finished_job_answers_409(api, 
     assert api("vic").post(f"/api/v1/jobs/{job_id}/cancel").status_code == 403
     r = api("bob").post(f"/api/v1/jobs/{job_id}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    assert run(job_id).status == "cancelled"  # the delivered task finds it cancelled and does nothing
+    assert (
+        run(job_id).status == "cancelled"
+    )  # the delivered task finds it cancelled and does nothing
     r = api("bob").post(f"/api/v1/jobs/{job_id}/cancel")
     assert r.status_code == 409 and "already cancelled" in r.json()["detail"]
     listed = api("vic").get(f"/api/v1/projects/{project.id}/jobs").json()
@@ -195,10 +238,22 @@ def test_the_pages_render_the_latest_jobs_and_model(api, project, client_for):
     train = run(start(api, project, "train").json()["id"])
     viewer = client_for("vic")
     pages = {
-        f"/projects/{project.id}/impulse": [b"Generate features", b"features-result", b'"explorer"'],
-        f"/projects/{project.id}/training": [b"model-data", b"confusion_matrix", b"uPlot.iife.min.js"],
+        f"/projects/{project.id}/impulse": [
+            b"Generate features",
+            b"features-result",
+            b'"explorer"',
+        ],
+        f"/projects/{project.id}/training": [
+            b"model-data",
+            b"confusion_matrix",
+            b"uPlot.iife.min.js",
+        ],
         f"/projects/{project.id}/model-testing": [b"Classify all", b"model-data"],
-        f"/projects/{project.id}/jobs": [f"#{features.id}".encode(), f"#{train.id}".encode(), b"succeeded"],
+        f"/projects/{project.id}/jobs": [
+            f"#{features.id}".encode(),
+            f"#{train.id}".encode(),
+            b"succeeded",
+        ],
         f"/projects/{project.id}/jobs/{train.id}": [b"job-data", b"epoch"],
     }
     for url, needles in pages.items():

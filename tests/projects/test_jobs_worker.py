@@ -12,9 +12,9 @@ import pytest
 
 from projects import services_training
 from projects.models import Job
-from projects.services_jobs import job_cancel
 from projects.services import Actor
 from projects.services_impulse import impulse_save
+from projects.services_jobs import job_cancel
 from tests.conftest import start_celery_worker
 from tests.helpers.gestures import add_samples, impulse_spec
 from workers.tasks import run_job
@@ -58,9 +58,7 @@ def media_env(settings) -> dict:
     return {"MEDIA_ROOT": settings.MEDIA_ROOT}
 
 
-def test_cancel_stops_a_training_job_on_a_worker_within_seconds(
-    project, users, tmp_path, settings
-):
+def test_cancel_stops_a_training_job_on_a_worker_within_seconds(project, users, tmp_path, settings):
     from django.db import connection
 
     actor = ready_to_train(project, users, epochs=400)

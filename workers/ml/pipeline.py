@@ -33,7 +33,14 @@ import numpy as np
 from workers.ml import dsp
 from workers.ml.dsp.common import DspParamError
 from workers.ml.samples import Image, Payload, TimeSeries
-from workers.ml.windows import ImageInput, InputBlockError, TimeSeriesInput, prepare_image, split_windows, window_length
+from workers.ml.windows import (
+    ImageInput,
+    InputBlockError,
+    TimeSeriesInput,
+    prepare_image,
+    split_windows,
+    window_length,
+)
 
 LEARN_BLOCKS = ("classifier", "regression", "transfer", "anomaly")
 NN_BLOCKS = ("classifier", "regression", "transfer")
@@ -114,8 +121,11 @@ def _known(d: dict, allowed: set[str], where: str) -> None:
 
 
 def _ident(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > ID_MAX or not all(
-        c.isalnum() or c in "-_" for c in value
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > ID_MAX
+        or not all(c.isalnum() or c in "-_" for c in value)
     ):
         raise ImpulseError(f"{where} must be 1..{ID_MAX} letters, digits, '-' or '_'", where)
     return value
@@ -153,7 +163,9 @@ def _parse_input(data: Any) -> TimeSeriesInput | ImageInput:
         elif kind == "image":
             inp = _dataclass_from(ImageInput, data, "input")
         else:
-            raise ImpulseError(f"input.type must be 'time-series' or 'image', got {kind!r}", "input.type")
+            raise ImpulseError(
+                f"input.type must be 'time-series' or 'image', got {kind!r}", "input.type"
+            )
         inp.validate()
     except (InputBlockError, TypeError) as exc:
         raise ImpulseError(f"input: {exc}", "input") from None
@@ -171,7 +183,9 @@ def _frequency(inp: TimeSeriesInput | ImageInput) -> float:
     return float(inp.frequency_hz) if isinstance(inp, TimeSeriesInput) else 1.0
 
 
-def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequence[float] = ()) -> Impulse:
+def parse_impulse(
+    spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequence[float] = ()
+) -> Impulse:
     """Check a spec dict against the engine's blocks; `axes` (the data's axis names, when known)
     makes wiring to an axis that does not exist an error, `data_hz` (the samples' rates) a frequency
     the data cannot give. Raises ImpulseError naming the field."""
@@ -183,8 +197,12 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
     inp = _parse_input(spec.get("input", {}))
     if not isinstance(inp, ImageInput) and data_hz:
         check_frequency({str(i): hz for i, hz in enumerate(data_hz)}, inp)
-    norm: dict = {"input": {"type": "image" if isinstance(inp, ImageInput) else "time-series",
-                            **dataclasses.asdict(inp)}}
+    norm: dict = {
+        "input": {
+            "type": "image" if isinstance(inp, ImageInput) else "time-series",
+            **dataclasses.asdict(inp),
+        }
+    }
 
     raw_dsp = spec.get("dsp")
     if not isinstance(raw_dsp, list) or not raw_dsp:
@@ -199,38 +217,62 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
         _known(item, {"id", "block", "axes", "params"}, where)
         block = item.get("block")
         if block not in dsp.BLOCKS:
-            raise ImpulseError(f"{where}.block: unknown processing block {block!r}; known: "
-                               f"{', '.join(sorted(dsp.BLOCKS))}", f"{where}.block")
+            raise ImpulseError(
+                f"{where}.block: unknown processing block {block!r}; known: "
+                f"{', '.join(sorted(dsp.BLOCKS))}",
+                f"{where}.block",
+            )
         step_id = _ident(item.get("id", block), f"{where}.id")
         if any(s.id == step_id for s in steps):
             raise ImpulseError(f"{where}.id {step_id!r} is used twice", f"{where}.id")
         if (block == "image") != isinstance(inp, ImageInput):
-            raise ImpulseError(f"{where}: block {block!r} does not take "
-                               f"{'images' if isinstance(inp, ImageInput) else 'time series'}", f"{where}.block")
+            raise ImpulseError(
+                f"{where}: block {block!r} does not take "
+                f"{'images' if isinstance(inp, ImageInput) else 'time series'}",
+                f"{where}.block",
+            )
         step_axes: tuple[str, ...] = ()
         if not isinstance(inp, ImageInput):
             raw_axes = item.get("axes")
             if raw_axes is None and axes:
                 raw_axes = list(axes)
-            if not isinstance(raw_axes, list) or not raw_axes or not all(isinstance(a, str) for a in raw_axes):
-                raise ImpulseError(f"{where}.axes must be a non-empty list of axis names", f"{where}.axes")
+            if (
+                not isinstance(raw_axes, list)
+                or not raw_axes
+                or not all(isinstance(a, str) for a in raw_axes)
+            ):
+                raise ImpulseError(
+                    f"{where}.axes must be a non-empty list of axis names", f"{where}.axes"
+                )
             if len(set(raw_axes)) != len(raw_axes):
                 raise ImpulseError(f"{where}.axes names an axis twice", f"{where}.axes")
             if axes is not None:
                 missing = [a for a in raw_axes if a not in axes]
                 if missing:
-                    raise ImpulseError(f"{where}.axes: the data has no axis {', '.join(map(repr, missing))}; "
-                                       f"it has {', '.join(axes) or 'none'}", f"{where}.axes")
+                    raise ImpulseError(
+                        f"{where}.axes: the data has no axis {', '.join(map(repr, missing))}; "
+                        f"it has {', '.join(axes) or 'none'}",
+                        f"{where}.axes",
+                    )
             step_axes = tuple(raw_axes)
         try:
             params = dsp.params_from_dict(block, item.get("params") or {})
-            dsp.get_block(block).validate(params, input_shape=input_shape(inp, max(1, len(step_axes))),
-                                          frequency=_frequency(inp))
+            dsp.get_block(block).validate(
+                params,
+                input_shape=input_shape(inp, max(1, len(step_axes))),
+                frequency=_frequency(inp),
+            )
         except DspParamError as exc:
             raise ImpulseError(f"{where}.params: {exc}", f"{where}.params") from None
         steps.append(DspStep(step_id, block, step_axes, params))
-        norm["dsp"].append({"id": step_id, "block": block, "axes": list(step_axes),
-                            "params": dsp.params_to_dict(params)})
+        norm["dsp"].append(
+            {
+                "id": step_id,
+                "block": block,
+                "axes": list(step_axes),
+                "params": dsp.params_to_dict(params),
+            }
+        )
 
     raw_learn = spec.get("learn")
     if not isinstance(raw_learn, list) or not raw_learn:
@@ -244,9 +286,14 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
         item = _obj(item, where)
         block = item.get("block")
         if block not in LEARN_BLOCKS:
-            raise ImpulseError(f"{where}.block: unknown learning block {block!r}; known: "
-                               f"{', '.join(LEARN_BLOCKS)}", f"{where}.block")
-        allowed = {"id", "block", "inputs"} | ({"clusters", "seed"} if block == "anomaly" else {"arch", "settings"})
+            raise ImpulseError(
+                f"{where}.block: unknown learning block {block!r}; known: "
+                f"{', '.join(LEARN_BLOCKS)}",
+                f"{where}.block",
+            )
+        allowed = {"id", "block", "inputs"} | (
+            {"clusters", "seed"} if block == "anomaly" else {"arch", "settings"}
+        )
         if block == "transfer":
             allowed = {"id", "block", "inputs", "transfer", "settings", "from_scratch"}
         _known(item, allowed, where)
@@ -255,18 +302,28 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
             raise ImpulseError(f"{where}.id {step_id!r} is used twice", f"{where}.id")
         inputs = item.get("inputs") or [s.id for s in steps]
         if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
-            raise ImpulseError(f"{where}.inputs must be a list of processing block ids", f"{where}.inputs")
+            raise ImpulseError(
+                f"{where}.inputs must be a list of processing block ids", f"{where}.inputs"
+            )
         unknown = [x for x in inputs if not any(s.id == x for s in steps)]
         if unknown:
-            raise ImpulseError(f"{where}.inputs: no processing block {', '.join(map(repr, unknown))}",
-                               f"{where}.inputs")
+            raise ImpulseError(
+                f"{where}.inputs: no processing block {', '.join(map(repr, unknown))}",
+                f"{where}.inputs",
+            )
         n_features = sum(_output_size(s, inp) for s in steps if s.id in inputs)
         entry: dict = {"id": step_id, "block": block, "inputs": list(inputs)}
         if block == "anomaly":
             clusters = item.get("clusters", 32)
-            if isinstance(clusters, bool) or not isinstance(clusters, int) or not 1 <= clusters <= 1024:
-                raise ImpulseError(f"{where}.clusters must be an integer in 1..1024, got {clusters!r}",
-                                   f"{where}.clusters")
+            if (
+                isinstance(clusters, bool)
+                or not isinstance(clusters, int)
+                or not 1 <= clusters <= 1024
+            ):
+                raise ImpulseError(
+                    f"{where}.clusters must be an integer in 1..1024, got {clusters!r}",
+                    f"{where}.clusters",
+                )
             seed = item.get("seed", 1)
             if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
                 raise ImpulseError(f"{where}.seed must be a non-negative integer", f"{where}.seed")
@@ -274,20 +331,31 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
             entry |= {"clusters": clusters, "seed": seed}
         elif block == "transfer":
             if any(s.block in NN_BLOCKS for s in learns):
-                raise ImpulseError(f"{where}: an impulse has at most one neural network block", f"{where}.block")
+                raise ImpulseError(
+                    f"{where}: an impulse has at most one neural network block", f"{where}.block"
+                )
             learns.append(_parse_transfer(item, where, step_id, inputs, steps, inp, n_features))
-            entry |= {"transfer": dataclasses.asdict(learns[-1].arch),
-                      "settings": dataclasses.asdict(learns[-1].settings),
-                      "from_scratch": learns[-1].from_scratch}
+            entry |= {
+                "transfer": dataclasses.asdict(learns[-1].arch),
+                "settings": dataclasses.asdict(learns[-1].settings),
+                "from_scratch": learns[-1].from_scratch,
+            }
         else:
             if any(s.block in NN_BLOCKS for s in learns):
-                raise ImpulseError(f"{where}: an impulse has at most one neural network block", f"{where}.block")
+                raise ImpulseError(
+                    f"{where}: an impulse has at most one neural network block", f"{where}.block"
+                )
             try:
-                arch = _dataclass_from(ArchSpec, item.get("arch"), f"{where}.arch", exclude=("input_shape",))
+                arch = _dataclass_from(
+                    ArchSpec, item.get("arch"), f"{where}.arch", exclude=("input_shape",)
+                )
                 if arch.kind != "dense":
                     if len(inputs) != 1:
-                        raise ImpulseError(f"{where}.arch: a {arch.kind} network takes exactly one processing "
-                                           "block as input", f"{where}.arch.kind")
+                        raise ImpulseError(
+                            f"{where}.arch: a {arch.kind} network takes exactly one processing "
+                            "block as input",
+                            f"{where}.arch.kind",
+                        )
                     src = next(s for s in steps if s.id == inputs[0])
                     shape = _output_shape(src, inp)
                     arch = dataclasses.replace(arch, input_shape=tuple(shape))
@@ -309,8 +377,15 @@ def parse_impulse(spec: Any, *, axes: Sequence[str] | None = None, data_hz: Sequ
     return Impulse(inp, tuple(steps), tuple(learns), norm)
 
 
-def _parse_transfer(item: dict, where: str, step_id: str, inputs: list[str], steps: list[DspStep],
-                    inp: TimeSeriesInput | ImageInput, n_features: int) -> LearnStep:
+def _parse_transfer(
+    item: dict,
+    where: str,
+    step_id: str,
+    inputs: list[str],
+    steps: list[DspStep],
+    inp: TimeSeriesInput | ImageInput,
+    n_features: int,
+) -> LearnStep:
     """A transfer-learning block: one image block (RGB, 0..1) of a square image the backbone's size."""
     from workers.ml.learn.settings import LearnParamError, TrainSettings
     from workers.ml.learn.transfer import TransferSpec
@@ -327,13 +402,25 @@ def _parse_transfer(item: dict, where: str, step_id: str, inputs: list[str], ste
         raise ImpulseError(f"{where}.from_scratch must be true or false", f"{where}.from_scratch")
     src = [s for s in steps if s.id in inputs]
     if not isinstance(inp, ImageInput) or len(src) != 1 or src[0].block != "image":
-        raise ImpulseError(f"{where}: transfer learning takes exactly one image processing block", f"{where}.inputs")
+        raise ImpulseError(
+            f"{where}: transfer learning takes exactly one image processing block",
+            f"{where}.inputs",
+        )
     size = spec.image_size
-    if (inp.width, inp.height) != (size, size) or src[0].params.color != "rgb" or src[0].params.scale != "0-1":
-        raise ImpulseError(f"{where}: {spec.backbone} {size}x{size} needs {size}x{size} RGB images scaled 0-1; "
-                           f"the impulse gives {inp.width}x{inp.height} {src[0].params.color} "
-                           f"{src[0].params.scale}", f"{where}.transfer.image_size")
-    return LearnStep(step_id, "transfer", tuple(inputs), arch=spec, settings=settings, from_scratch=from_scratch)
+    if (
+        (inp.width, inp.height) != (size, size)
+        or src[0].params.color != "rgb"
+        or src[0].params.scale != "0-1"
+    ):
+        raise ImpulseError(
+            f"{where}: {spec.backbone} {size}x{size} needs {size}x{size} RGB images scaled 0-1; "
+            f"the impulse gives {inp.width}x{inp.height} {src[0].params.color} "
+            f"{src[0].params.scale}",
+            f"{where}.transfer.image_size",
+        )
+    return LearnStep(
+        step_id, "transfer", tuple(inputs), arch=spec, settings=settings, from_scratch=from_scratch
+    )
 
 
 def transfer_weights_missing(impulse: Impulse, pretrained_dir: str | None) -> str | None:
@@ -345,19 +432,30 @@ def transfer_weights_missing(impulse: Impulse, pretrained_dir: str | None) -> st
         return None
     spec = step.arch
     for found in available_backbones(pretrained_dir):
-        if (found["backbone"], found["alpha"], found["image_size"]) == (spec.backbone, spec.alpha, spec.image_size):
+        if (found["backbone"], found["alpha"], found["image_size"]) == (
+            spec.backbone,
+            spec.alpha,
+            spec.image_size,
+        ):
             return None
     from workers.ml.learn.transfer import _backbone
 
     name = _backbone(spec.backbone).weights_file(spec.alpha, spec.image_size)
-    return (f"the pretrained weights for {spec.backbone} alpha {spec.alpha} {spec.image_size}x{spec.image_size} "
-            f"are not installed ({name} in {pretrained_dir}); install them, or set from_scratch to train "
-            "without them")
+    return (
+        f"the pretrained weights for {spec.backbone} alpha {spec.alpha} {spec.image_size}x{spec.image_size} "
+        f"are not installed ({name} in {pretrained_dir}); install them, or set from_scratch to train "
+        "without them"
+    )
 
 
 def _output_shape(step: DspStep, inp: TimeSeriesInput | ImageInput) -> tuple:
-    return tuple(step.module.output_shape(step.params, input_shape=input_shape(inp, max(1, len(step.axes))),
-                                          frequency=_frequency(inp)))
+    return tuple(
+        step.module.output_shape(
+            step.params,
+            input_shape=input_shape(inp, max(1, len(step.axes))),
+            frequency=_frequency(inp),
+        )
+    )
 
 
 def _output_size(step: DspStep, inp: TimeSeriesInput | ImageInput) -> int:
@@ -374,12 +472,27 @@ def describe_blocks(pretrained_dir: str | None = None) -> dict:
     return {
         "dsp": [dsp.describe(name) for name in dsp.BLOCKS],
         "learn": [
-            {"name": "classifier", "title": "Classification (neural network)", "arch_kinds": list(KINDS),
-             "augmentations": list(AUGMENTATIONS)},
-            {"name": "regression", "title": "Regression (neural network, MSE)", "arch_kinds": list(KINDS)},
-            {"name": "transfer", "title": "Transfer learning (images, MobileNetV2)", "alphas": [0.35, 0.1],
-             "image_sizes": [96, 160],
-             "installed": [{k: v for k, v in b.items() if k != "path"} for b in available_backbones(pretrained_dir)]},
+            {
+                "name": "classifier",
+                "title": "Classification (neural network)",
+                "arch_kinds": list(KINDS),
+                "augmentations": list(AUGMENTATIONS),
+            },
+            {
+                "name": "regression",
+                "title": "Regression (neural network, MSE)",
+                "arch_kinds": list(KINDS),
+            },
+            {
+                "name": "transfer",
+                "title": "Transfer learning (images, MobileNetV2)",
+                "alphas": [0.35, 0.1],
+                "image_sizes": [96, 160],
+                "installed": [
+                    {k: v for k, v in b.items() if k != "path"}
+                    for b in available_backbones(pretrained_dir)
+                ],
+            },
             {"name": "anomaly", "title": "Anomaly detection (k-means)"},
         ],
     }
@@ -388,7 +501,9 @@ def describe_blocks(pretrained_dir: str | None = None) -> dict:
 # --- data → windows → features ------------------------------------------------------------------
 
 
-def dsp_cache_key(step: DspStep, inp: TimeSeriesInput | ImageInput, sample_sha256: str, scope: str = "") -> str:
+def dsp_cache_key(
+    step: DspStep, inp: TimeSeriesInput | ImageInput, sample_sha256: str, scope: str = ""
+) -> str:
     """Features of one sample under one block depend on exactly these; a block version bump misses."""
     key = {
         "block": step.block,
@@ -402,7 +517,9 @@ def dsp_cache_key(step: DspStep, inp: TimeSeriesInput | ImageInput, sample_sha25
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def sample_windows(payload: Payload, impulse: Impulse, *, name: str = "sample") -> tuple[np.ndarray, np.ndarray]:
+def sample_windows(
+    payload: Payload, impulse: Impulse, *, name: str = "sample"
+) -> tuple[np.ndarray, np.ndarray]:
     """Windows of one sample ([n, len, axes] of all its axes, or [1, h, w, c] for an image) and their
     start times in ms. Raises ImpulseError naming the sample when the data does not fit the impulse."""
     if impulse.is_image:
@@ -419,16 +536,25 @@ def sample_windows(payload: Payload, impulse: Impulse, *, name: str = "sample") 
         raise ImpulseError(f"{name}: {exc}", "input") from None
 
 
-def step_features(windows: np.ndarray, axes: Sequence[str], step: DspStep, impulse: Impulse,
-                  *, name: str = "sample") -> np.ndarray:
+def step_features(
+    windows: np.ndarray,
+    axes: Sequence[str],
+    step: DspStep,
+    impulse: Impulse,
+    *,
+    name: str = "sample",
+) -> np.ndarray:
     """[n_windows, n_features] of one DSP block over a sample's windows."""
     if impulse.is_image:
         chosen = windows
     else:
         missing = [a for a in step.axes if a not in axes]
         if missing:
-            raise ImpulseError(f"{name} has no axis {', '.join(map(repr, missing))} (block {step.id} needs it; "
-                               f"the sample has {', '.join(axes)})", "data")
+            raise ImpulseError(
+                f"{name} has no axis {', '.join(map(repr, missing))} (block {step.id} needs it; "
+                f"the sample has {', '.join(axes)})",
+                "data",
+            )
         chosen = windows[:, :, [list(axes).index(a) for a in step.axes]]
     freq = _frequency(impulse.input)
     size = _output_size(step, impulse.input)
@@ -440,7 +566,9 @@ def step_features(windows: np.ndarray, axes: Sequence[str], step: DspStep, impul
     return out
 
 
-def sample_features(payload: Payload, impulse: Impulse, *, name: str = "sample") -> tuple[dict[str, np.ndarray], np.ndarray]:
+def sample_features(
+    payload: Payload, impulse: Impulse, *, name: str = "sample"
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every DSP block's features of one sample (uncached): ({block id: [n, f]}, window starts ms)."""
     windows, starts = sample_windows(payload, impulse, name=name)
     axes = () if impulse.is_image else payload.axes
@@ -461,8 +589,11 @@ def check_window_fit(durations_ms: dict[str, float], impulse: Impulse) -> None:
     short = [n for n, d in durations_ms.items() if d < size]
     if len(short) == len(durations_ms):
         shown = ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
-        raise ImpulseError(f"the window ({size} ms) is longer than every sample: {shown}; "
-                           "shorten the window or turn on zero padding", "input.window_size_ms")
+        raise ImpulseError(
+            f"the window ({size} ms) is longer than every sample: {shown}; "
+            "shorten the window or turn on zero padding",
+            "input.window_size_ms",
+        )
 
 
 def check_frequency(frequencies_hz: dict[str, float], impulse: Impulse | TimeSeriesInput) -> None:
@@ -472,8 +603,11 @@ def check_frequency(frequencies_hz: dict[str, float], impulse: Impulse | TimeSer
         return
     highest = max(frequencies_hz.values())
     if inp.frequency_hz > highest * 1.001:
-        raise ImpulseError(f"frequency {inp.frequency_hz:g} Hz is above the data's highest sampling "
-                           f"rate ({highest:g} Hz)", "input.frequency_hz")
+        raise ImpulseError(
+            f"frequency {inp.frequency_hz:g} Hz is above the data's highest sampling "
+            f"rate ({highest:g} Hz)",
+            "input.frequency_hz",
+        )
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -504,10 +638,15 @@ class ImpulseTrainResult:
     anomaly: dict | None = None
 
 
-def train_impulse(features: dict[str, np.ndarray], y: Sequence[str], impulse: Impulse, *,
-                  on_epoch: Callable[[int, dict], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None,
-                  pretrained_dir: str | None = None) -> ImpulseTrainResult:
+def train_impulse(
+    features: dict[str, np.ndarray],
+    y: Sequence[str],
+    impulse: Impulse,
+    *,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    pretrained_dir: str | None = None,
+) -> ImpulseTrainResult:
     """Train the impulse's learning blocks on window features ({dsp id: [n, f]}) and window labels."""
     from workers.ml.learn import anomaly as kmeans
     from workers.ml.learn.train import train
@@ -531,13 +670,30 @@ def train_impulse(features: dict[str, np.ndarray], y: Sequence[str], impulse: Im
             from workers.ml.learn.transfer import PretrainedWeightsMissing, train_transfer
 
             try:
-                trained = train_transfer(x, target, labels, step.arch, step.settings, pretrained_dir=pretrained_dir,
-                                         from_scratch=step.from_scratch, on_epoch=on_epoch, should_stop=should_stop)
+                trained = train_transfer(
+                    x,
+                    target,
+                    labels,
+                    step.arch,
+                    step.settings,
+                    pretrained_dir=pretrained_dir,
+                    from_scratch=step.from_scratch,
+                    on_epoch=on_epoch,
+                    should_stop=should_stop,
+                )
             except PretrainedWeightsMissing as exc:
                 raise ImpulseError(str(exc), "learn") from None
         else:
-            trained = train(x, target, labels, step.arch, step.settings, task=task, on_epoch=on_epoch,
-                            should_stop=should_stop)
+            trained = train(
+                x,
+                target,
+                labels,
+                step.arch,
+                step.settings,
+                task=task,
+                on_epoch=on_epoch,
+                should_stop=should_stop,
+            )
         result.model, result.labels = trained.model, labels
         result.history, result.metrics = trained.history, trained.metrics
         result.validation_indices = trained.validation_indices
@@ -550,19 +706,25 @@ def train_impulse(features: dict[str, np.ndarray], y: Sequence[str], impulse: Im
         a = impulse.anomaly
         x = learn_input(features, a)
         model = kmeans.fit_kmeans(x, n_clusters=min(a.clusters, len(x)), seed=a.seed)
-        result.anomaly = kmeans.to_dict(model) | {"inputs": list(a.inputs), "clusters": model.n_clusters}
+        result.anomaly = kmeans.to_dict(model) | {
+            "inputs": list(a.inputs),
+            "clusters": model.n_clusters,
+        }
     return result
 
 
-def classify(features: dict[str, np.ndarray], impulse: Impulse, model: Any | None, anomaly: dict | None
-             ) -> tuple[np.ndarray | None, np.ndarray | None]:
+def classify(
+    features: dict[str, np.ndarray], impulse: Impulse, model: Any | None, anomaly: dict | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Scores [n, classes] of the classifier and anomaly scores [n] for window features."""
     from workers.ml.learn import anomaly as kmeans
 
     scores = None
     if model is not None and impulse.classifier is not None:
         x = learn_input(features, impulse.classifier)
-        scores = np.asarray(model.predict(x, verbose=0, batch_size=256)) if len(x) else np.zeros((0, 0))
+        scores = (
+            np.asarray(model.predict(x, verbose=0, batch_size=256)) if len(x) else np.zeros((0, 0))
+        )
     anomaly_scores = None
     if anomaly is not None and impulse.anomaly is not None:
         x = learn_input(features, impulse.anomaly)

@@ -1,5 +1,6 @@
 """The Django-free impulse pipeline: spec normalisation and checks, windows → features per block, the cache
 key, the 2-D projection, training and classifying with a classifier and k-means together."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,44 +14,78 @@ AXES = ["accX", "accY", "accZ"]
 
 
 def spec(**learn_settings) -> dict:
-    return {"input": {"type": "time-series", "window_size_ms": 1000, "window_increase_ms": 200, "frequency_hz": 50},
-            "dsp": [{"id": "spectral", "block": "spectral-analysis", "axes": AXES,
-                     "params": {"filter_type": "none", "fft_length": 64}},
-                    {"id": "stats", "block": "flatten", "axes": ["accZ"]}],
-            "learn": [{"id": "nn", "block": "classifier", "inputs": ["spectral", "stats"],
-                       "settings": {"epochs": 15, "learning_rate": 0.02, **learn_settings}},
-                      {"id": "anomaly", "block": "anomaly", "inputs": ["spectral"], "clusters": 3}]}
+    return {
+        "input": {
+            "type": "time-series",
+            "window_size_ms": 1000,
+            "window_increase_ms": 200,
+            "frequency_hz": 50,
+        },
+        "dsp": [
+            {
+                "id": "spectral",
+                "block": "spectral-analysis",
+                "axes": AXES,
+                "params": {"filter_type": "none", "fft_length": 64},
+            },
+            {"id": "stats", "block": "flatten", "axes": ["accZ"]},
+        ],
+        "learn": [
+            {
+                "id": "nn",
+                "block": "classifier",
+                "inputs": ["spectral", "stats"],
+                "settings": {"epochs": 15, "learning_rate": 0.02, **learn_settings},
+            },
+            {"id": "anomaly", "block": "anomaly", "inputs": ["spectral"], "clusters": 3},
+        ],
+    }
 
 
 def series(freq: float, seed: int, seconds: float = 2.0) -> TimeSeries:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 50)) / 50
-    v = np.stack([np.sin(2 * np.pi * freq * t + p) for p in range(3)], 1) + rng.normal(0, 0.2, (len(t), 3))
+    v = np.stack([np.sin(2 * np.pi * freq * t + p) for p in range(3)], 1) + rng.normal(
+        0, 0.2, (len(t), 3)
+    )
     return TimeSeries(values=v, interval_ms=20.0, sensors=tuple(Sensor(a, "g") for a in AXES))
 
 
 def test_a_spec_is_normalised_with_every_default_written_out():
     imp = parse_impulse(spec(), axes=AXES, data_hz=[50.0])
-    assert imp.spec["input"] == {"type": "time-series", "window_size_ms": 1000, "window_increase_ms": 200,
-                                 "frequency_hz": 50, "zero_pad": True}
+    assert imp.spec["input"] == {
+        "type": "time-series",
+        "window_size_ms": 1000,
+        "window_increase_ms": 200,
+        "frequency_hz": 50,
+        "zero_pad": True,
+    }
     assert imp.spec["dsp"][1]["params"]["average"] is True
-    assert imp.spec["learn"][0]["arch"] == {"kind": "dense", "layers": [20, 10], "kernel_size": 3, "dropout": 0.1}
+    assert imp.spec["learn"][0]["arch"] == {
+        "kind": "dense",
+        "layers": [20, 10],
+        "kernel_size": 3,
+        "dropout": 0.1,
+    }
     assert imp.spec["learn"][0]["settings"]["batch_size"] == 32
     assert parse_impulse(imp.spec).spec == imp.spec  # normalising twice changes nothing
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda s: s["dsp"][1].update(axes=["gyrX"]), "dsp[1].axes"),
-    (lambda s: s["dsp"].append({"id": "spectral", "block": "raw", "axes": AXES}), "dsp[2].id"),
-    (lambda s: s["learn"].append({"id": "a2", "block": "anomaly"}), "learn"),
-    (lambda s: s["learn"][0].update(arch={"kind": "conv1d"}), "learn[0].arch.kind"),
-    (lambda s: s["learn"][0].update(arch={"layers": [0]}), "learn[0]"),
-    (lambda s: s["learn"][1].update(clusters=0), "learn[1].clusters"),
-    (lambda s: s.update(extra=1), "impulse"),
-    (lambda s: s["input"].update(type="video"), "input.type"),
-    (lambda s: s["dsp"][0].update(block="image"), "dsp[0].block"),
-    (lambda s: s["input"].update(frequency_hz=400), "input.frequency_hz"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda s: s["dsp"][1].update(axes=["gyrX"]), "dsp[1].axes"),
+        (lambda s: s["dsp"].append({"id": "spectral", "block": "raw", "axes": AXES}), "dsp[2].id"),
+        (lambda s: s["learn"].append({"id": "a2", "block": "anomaly"}), "learn"),
+        (lambda s: s["learn"][0].update(arch={"kind": "conv1d"}), "learn[0].arch.kind"),
+        (lambda s: s["learn"][0].update(arch={"layers": [0]}), "learn[0]"),
+        (lambda s: s["learn"][1].update(clusters=0), "learn[1].clusters"),
+        (lambda s: s.update(extra=1), "impulse"),
+        (lambda s: s["input"].update(type="video"), "input.type"),
+        (lambda s: s["dsp"][0].update(block="image"), "dsp[0].block"),
+        (lambda s: s["input"].update(frequency_hz=400), "input.frequency_hz"),
+    ],
+)
 def test_bad_specs_name_the_field(mutate, field):
     s = spec()
     mutate(s)
@@ -59,27 +94,35 @@ def test_bad_specs_name_the_field(mutate, field):
     assert err.value.field == field
 
 
-def test_features_per_block_have_the_declared_sizes_and_the_cache_key_follows_params_and_version(monkeypatch):
+def test_features_per_block_have_the_declared_sizes_and_the_cache_key_follows_params_and_version(
+    monkeypatch,
+):
     imp = parse_impulse(spec(), axes=AXES)
     feats, starts = pipeline.sample_features(series(2, 0), imp)
     assert list(starts) == [0, 200, 400, 600, 800, 1000]
     assert feats["stats"].shape == (6, 5)  # one axis, five default statistics
     spectral = imp.dsp_step("spectral")
-    assert feats["spectral"].shape[1] == spectral.module.output_shape(spectral.params, input_shape=(50, 3),
-                                                                      frequency=50)[0]
+    assert (
+        feats["spectral"].shape[1]
+        == spectral.module.output_shape(spectral.params, input_shape=(50, 3), frequency=50)[0]
+    )
     key = pipeline.dsp_cache_key(spectral, imp.input, "ab" * 32)
     changed = spec()
     changed["dsp"][0]["params"]["fft_length"] = 128
     other = parse_impulse(changed, axes=AXES)
     assert pipeline.dsp_cache_key(other.dsp[0], other.input, "ab" * 32) != key
     assert pipeline.dsp_cache_key(spectral, imp.input, "cd" * 32) != key
-    monkeypatch.setattr(spectral.module, "IMPLEMENTATION_VERSION", spectral.module.IMPLEMENTATION_VERSION + 1)
+    monkeypatch.setattr(
+        spectral.module, "IMPLEMENTATION_VERSION", spectral.module.IMPLEMENTATION_VERSION + 1
+    )
     assert pipeline.dsp_cache_key(spectral, imp.input, "ab" * 32) != key
 
 
 def test_a_sample_without_a_wired_axis_is_named():
     imp = parse_impulse(spec())
-    one_axis = TimeSeries(values=np.zeros((100, 1)), interval_ms=20.0, sensors=(Sensor("accX", "g"),))
+    one_axis = TimeSeries(
+        values=np.zeros((100, 1)), interval_ms=20.0, sensors=(Sensor("accX", "g"),)
+    )
     with pytest.raises(ImpulseError, match=r"walk\.7 has no axis 'accY', 'accZ'"):
         pipeline.sample_features(one_axis, imp, name="walk.7")
 
@@ -96,9 +139,13 @@ def test_window_and_frequency_checks_name_the_samples():
 
 
 def test_an_image_impulse_gives_one_window_per_image():
-    imp = parse_impulse({"input": {"type": "image", "width": 8, "height": 6, "color": "grayscale"},
-                         "dsp": [{"id": "img", "block": "image", "params": {"color": "grayscale"}}],
-                         "learn": [{"block": "classifier", "arch": {"kind": "conv2d", "layers": [4]}}]})
+    imp = parse_impulse(
+        {
+            "input": {"type": "image", "width": 8, "height": 6, "color": "grayscale"},
+            "dsp": [{"id": "img", "block": "image", "params": {"color": "grayscale"}}],
+            "learn": [{"block": "classifier", "arch": {"kind": "conv2d", "layers": [4]}}],
+        }
+    )
     assert imp.classifier.arch.input_shape == (6, 8, 1)
     pixels = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
     feats, starts = pipeline.sample_features(Image(pixels=pixels), imp)
@@ -122,8 +169,8 @@ def test_training_an_impulse_separates_the_classes_and_flags_unseen_motion_as_an
     for label, f in (("slow", 1.0), ("fast", 6.0)):
         for k in range(6):
             fe, st = pipeline.sample_features(series(f, k), imp)
-            for key in feats:
-                feats[key].append(fe[key])
+            for key, rows in feats.items():
+                rows.append(fe[key])
             labels += [label] * len(st)
     x = {k: np.concatenate(v) for k, v in feats.items()}
     epochs = []
