@@ -1,7 +1,7 @@
 """Live classification on the real ASGI server (daphne subprocess, real Redis channel layer): a tiny model
 trained here on simulated idle/wave motion at 50 Hz classifies two simulated devices streaming at 100 Hz
-(so every window is resampled), window by window; an offline device is reported; bad requests are
-refused with their close codes."""
+(so every window is resampled), window by window, over the websocket and on the page in Chromium; an
+offline device is reported; bad requests are refused with their close codes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import itertools
 import json
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import websockets
 
+from tests.conftest import login_page
 from workers.devices.signals import GestureParams, GestureSignal
 from workers.devices.simulate import SimulationParams, simulate
 
@@ -71,25 +74,11 @@ def _train_model(project):
                                        metrics=trained.metrics)
 
 
-async def _in_thread(fn, *args):
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args))
-
-
 def _online_pk(device_id: str):
     from projects.models import Device
 
     row = Device.objects.filter(device_id=device_id, online=True).exclude(stream_sensors=[]).first()
     return row.pk if row else None
-
-
-async def _wait_online(device_id: str, timeout: float = 20) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pk = await _in_thread(_online_pk, device_id)
-        if pk:
-            return pk
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{device_id} did not come online")
 
 
 async def _collect(url: str, cookie: str, *, windows: int, timeout: float = 45, threshold_change: bool = False):
@@ -106,8 +95,62 @@ async def _collect(url: str, cookie: str, *, windows: int, timeout: float = 45, 
     return messages
 
 
+def _run(coroutine):
+    # Playwright's sync API (a session fixture) holds an event loop in this thread: run in another one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class _Simulation(threading.Thread):
+    """Simulated devices streaming from their own thread and event loop while the test drives sockets and a
+    browser from this one."""
+
+    def __init__(self, server: str, api_key: str, labels: tuple[str, ...]):
+        super().__init__(daemon=True)
+        self.server, self.api_key, self.labels = server, api_key, labels
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+
+    def run(self) -> None:
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self.stop_event = asyncio.Event()
+        self.started.set()
+        await asyncio.gather(*(simulate(self.server, self.api_key, SimulationParams(rate_hz=100, label=label,
+                                                                                   device_prefix=label),
+                                        stop=self.stop_event) for label in self.labels), return_exceptions=True)
+
+    def __enter__(self):
+        self.start()
+        self.started.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.join(40)
+
+
+def _wait_online(device_id: str, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pk = _online_pk(device_id)
+        if pk:
+            return pk
+        time.sleep(0.1)
+    raise AssertionError(f"{device_id} did not come online")
+
+
+async def _offline(url: str, cookie: str) -> list:
+    async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
+        got = []
+        while not any(m["type"] == "status" and m["state"] == "offline" for m in got):
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), 45)))
+        return got
+
+
 def test_two_streaming_devices_are_classified_window_by_window_with_the_right_labels(
-        asgi_server, api_keys, project, users):
+        asgi_server, api_keys, project, users, page):
     from projects.models import Device
 
     model = _train_model(project)
@@ -115,29 +158,30 @@ def test_two_streaming_devices_are_classified_window_by_window_with_the_right_la
     base = asgi_server.url.replace("http", "ws") + f"/ws/projects/{project.id}/live-classification/"
     cookie = _cookie(users["vic"])  # a viewer may watch
 
-    async def scenario():
-        stop = asyncio.Event()
-        sims = [asyncio.create_task(simulate(asgi_server.url, api_keys["ingestion"],
-                                             SimulationParams(rate_hz=100, label=label, device_prefix=label),
-                                             stop=stop)) for label in ("wave", "idle")]
-        try:
-            wave_pk, idle_pk = await _wait_online("wave-0000"), await _wait_online("idle-0000")
-            return await asyncio.gather(
-                _collect(f"{base}{wave_pk}?model={model.id}", cookie, windows=8, threshold_change=True),
-                _collect(f"{base}{idle_pk}?model={model.id}&threshold=0.7", cookie, windows=8),
-                _offline(f"{base}{offline.pk}?model={model.id}", cookie))
-        finally:
-            stop.set()
-            await asyncio.gather(*sims, return_exceptions=True)
+    async def sockets(wave_pk: int, idle_pk: int):
+        return await asyncio.gather(
+            _collect(f"{base}{wave_pk}?model={model.id}", cookie, windows=8, threshold_change=True),
+            _collect(f"{base}{idle_pk}?model={model.id}&threshold=0.7", cookie, windows=8),
+            _offline(f"{base}{offline.pk}?model={model.id}", cookie))
 
-    async def _offline(url, cookie):
-        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
-            got = []
-            while not any(m["type"] == "status" and m["state"] == "offline" for m in got):
-                got.append(json.loads(await asyncio.wait_for(ws.recv(), 45)))
-            return got
+    with _Simulation(asgi_server.url, api_keys["ingestion"], ("wave", "idle")):
+        wave_pk, idle_pk = _wait_online("wave-0000"), _wait_online("idle-0000")
+        wave, idle, off = _run(sockets(wave_pk, idle_pk))
 
-    wave, idle, off = asyncio.run(scenario())
+        # The page: the sidebar leads there, the newest model is chosen, the idle device is picked and started.
+        login_page(page, asgi_server.url, "vic")
+        page.goto(f"{asgi_server.url}/projects/{project.id}/")
+        page.click("text=Live classification")
+        page.select_option("[data-testid=lc-device]", str(idle_pk))
+        assert page.input_value("[data-testid=lc-model]") == str(model.id)
+        page.click("[data-testid=lc-start]")
+        page.wait_for_function("document.querySelectorAll('[data-testid=lc-rows] tr').length >= 3", timeout=45_000)
+        top = page.text_content("[data-testid=lc-top]")
+        cells = page.locator("[data-testid=lc-timeline] i").count()
+        page.click("#lc-stop")
+        page.wait_for_function("document.getElementById('lc-status').textContent.startsWith('stopped')")
+
+    assert top == "idle" and cells >= 3
     for messages, label, threshold in ((wave, "wave", 0.6), (idle, "idle", 0.7)):
         ready = next(m for m in messages if m["type"] == "ready")
         assert ready["model"]["id"] == model.id and ready["model"]["labels"] == ["idle", "wave"]
@@ -149,7 +193,7 @@ def test_two_streaming_devices_are_classified_window_by_window_with_the_right_la
         assert starts == sorted(starts) and all(b - a >= 500 for a, b in itertools.pairwise(starts))
         assert all(set(r["scores"]) == {"idle", "wave"} and r["anomaly"] is not None for r in results)
         assert any(m["type"] == "status" and m["state"] == "streaming" for m in messages)
-    # The threshold changed mid-stream: afterwards (almost) every window is uncertain, the label still the best.
+    # The threshold changed mid-stream: afterwards a window is uncertain exactly when its best score is below it.
     assert {"type": "threshold", "value": 0.999} in wave
     after = [m for m in wave[wave.index({"type": "threshold", "value": 0.999}):] if m["type"] == "classification"]
     assert after and all(m["uncertain"] == (m["scores"][m["label"]] < 0.999) for m in after)
@@ -194,6 +238,6 @@ def test_bad_requests_are_refused_with_a_close_code_and_a_reason(asgi_server, pr
     async def scenario():
         return [await _refused(url, cookie) for url, cookie, _, _ in cases]
 
-    for (url, _, code, reason), (got_code, messages) in zip(cases, asyncio.run(scenario())):
+    for (url, _, code, reason), (got_code, messages) in zip(cases, _run(scenario())):
         assert got_code == code, (url, got_code, messages)
         assert messages and messages[-1]["type"] == "error" and reason in messages[-1]["message"], (url, messages)
