@@ -59,8 +59,12 @@ def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, pro
         model_id = done.result["model_id"]
 
         # the optimization table follows the training job by itself
-        opt = Job.objects.get(kind="optimize", params__model_id=model_id)
-        wait_job(opt.id, worker)
+        # (queued by the worker right after it marks the training job succeeded)
+        deadline = time.monotonic() + 10
+        while not Job.objects.filter(kind="optimize", params__model_id=model_id).exists():
+            assert time.monotonic() < deadline, "no optimize job was queued after training"
+            time.sleep(0.2)
+        wait_job(Job.objects.get(kind="optimize", params__model_id=model_id).id, worker)
         table = vic.get(f"/api/v1/trained-models/{model_id}/variants").json()
         assert table["evaluated_on"] == "test set"
         rows = table["variants"]
