@@ -54,6 +54,8 @@ def test_the_gesture_story_in_a_browser(
     assert upload(base, api_keys["ingestion"], "training", 6) == 24
     assert upload(base, api_keys["ingestion"], "testing", 3) == 12
 
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     login_page(page, base, "bob")
     # design the impulse: 5 s windows every second, spectral analysis on all six axes, a dense
     # classifier (the default) and a k-means anomaly block added by hand
@@ -135,3 +137,16 @@ def test_the_gesture_story_in_a_browser(
     assert page.locator("[data-testid=jobs-table] tr").count() == 1 + len(jobs), page.inner_html(
         "[data-testid=jobs-table]"
     )
+    train_job = Job.objects.get(project=project, kind="train")
+    page.click(f"text=#{train_job.id}")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=epoch-chart]') &&"
+        " document.querySelector('[data-testid=epoch-chart]').dataset.points === '60'"
+    )
+    assert "epoch 60/60" in page.text_content("[data-testid=job-log]")
+    # the transfer-learning form says when no weights are installed
+    page.goto(f"{base}/projects/{project.id}/impulse")
+    page.wait_for_selector(".learn-block")
+    page.select_option(".learn-block >> nth=0 >> select >> nth=0", "transfer")
+    assert "No pretrained weights" in page.text_content("[data-testid=weights-note]")
+    assert not errors, errors
