@@ -185,3 +185,28 @@ def test_training_an_impulse_separates_the_classes_and_flags_unseen_motion_as_an
     threshold = result.anomaly["threshold"]
     assert (anomaly_unseen > threshold).mean() >= 0.5 and (anomaly <= threshold).mean() >= 0.8
     assert anomaly_unseen.mean() > anomaly.mean()
+
+
+@pytest.mark.slow
+def test_a_regression_block_learns_a_numeric_label():
+    s = spec()
+    s["learn"] = [
+        {
+            "id": "reg",
+            "block": "regression",
+            "inputs": ["spectral"],
+            "arch": {"layers": [16], "dropout": 0.0},
+            "settings": {"epochs": 60, "learning_rate": 0.02, "validation_split": 0.0},
+        }
+    ]
+    imp = parse_impulse(s)
+    rows, targets = [], []
+    for f in (1.0, 3.0, 5.0, 7.0):
+        for k in range(3):
+            fe, st = pipeline.sample_features(series(f, k), imp)
+            rows.append(fe["spectral"])
+            targets += [str(f)] * len(st)
+    result = pipeline.train_impulse({"spectral": np.concatenate(rows)}, targets, imp)
+    assert result.labels == ["reg"] and result.metrics["mae"] < 1.0
+    with pytest.raises(ImpulseError, match="numeric labels"):
+        pipeline.train_impulse({"spectral": np.concatenate(rows)}, ["fast"] * len(targets), imp)
