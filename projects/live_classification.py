@@ -354,19 +354,22 @@ class LiveClassifyConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
         if not self.model_ready.is_set():
             # Nothing can be classified yet; waiting here would hold up every message behind this one.
             return
-        if (interval, axes) != self.stream_key or len(self.device["axes"]) != axes:
+        if (interval, axes) != self.stream_key:
             # A new or changed stream: read its axis names again, and start a new window grid.
             info = await database_sync_to_async(device_info)(self.device_pk)
             if info is None:
                 return
             self.device = info | {"online": True}
+            self.stream_key = (interval, axes)
             missing = self.model.missing_axes(info["axes"])
             if missing or len(info["axes"]) != axes:
-                self.stream_key = None
+                self._end_grid()
                 await self._status("mismatch", f"the device streams {', '.join(info['axes']) or 'no named axes'}; "
                                                f"the impulse needs {', '.join(missing) or 'other axes'}")
                 return
             self._new_grid(interval, axes)
+        elif self.windower is None:
+            return  # a stream the impulse cannot use; the browser was told once
         elif self.last_seq is not None and message["from_seq"] != self.last_seq + 1:
             self._new_grid(interval, axes)
             await self._status("gap", f"rows {self.last_seq + 1}..{message['from_seq'] - 1} were not received "
@@ -386,11 +389,16 @@ class LiveClassifyConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
         if windows:
             self.wake.set()
 
+    def _end_grid(self) -> None:
+        # Stream time keeps running across grids, so t_ms never goes back.
+        if self.windower is not None:
+            self.t_offset_ms += self.rows_in_grid * self.windower.interval_ms
+        self.windower = None
+
     def _new_grid(self, interval_ms: float, axes: int) -> None:
         from workers.ml.stream_windows import StreamWindower
 
-        if self.windower is not None:
-            self.t_offset_ms += self.rows_in_grid * self.windower.interval_ms
+        self._end_grid()
         self.windower = StreamWindower(self.model.engine.input, interval_ms=interval_ms, axes=axes)
         self.stream_key = (interval_ms, axes)
         self.rows_in_grid = 0

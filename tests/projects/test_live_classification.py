@@ -241,3 +241,80 @@ def test_bad_requests_are_refused_with_a_close_code_and_a_reason(asgi_server, pr
     for (url, _, code, reason), (got_code, messages) in zip(cases, _run(scenario())):
         assert got_code == code, (url, got_code, messages)
         assert messages and messages[-1]["type"] == "error" and reason in messages[-1]["message"], (url, messages)
+
+
+def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_anomaly_only_model(
+        project, users):
+    """In process, rows sent straight to the classify group: an anomaly-only model (no network) scores each
+    window; missed frames restart the grid without t_ms going back; a stream without the impulse's axes is
+    reported once."""
+    from channels.layers import get_channel_layer
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+
+    from projects.models import Device, Impulse, TrainedModel
+    from projects.services_devices import classify_group
+    from studio.routing import websocket_urlpatterns
+    from workers.ml.pipeline import parse_impulse, sample_windows, step_features, train_impulse
+    from workers.ml.samples import Sensor, TimeSeries
+
+    spec = {**SPEC, "learn": [SPEC["learn"][1]]}
+    engine = parse_impulse(spec, axes=AXES)
+    values = GestureSignal(GestureParams(pattern="wave"), rate_hz=50, seed=5).next_rows(50 * 20)
+    windows, _ = sample_windows(TimeSeries(values=values.astype(np.float32), interval_ms=20.0,
+                                           sensors=tuple(Sensor(a, "m/s2") for a in AXES)), engine)
+    trained = train_impulse({"spectral": step_features(windows, AXES, engine.dsp[0], engine)},
+                            ["wave"] * len(windows), engine)
+    model = TrainedModel.objects.create(project=project, learn_block="anomaly", anomaly=trained.anomaly,
+                                        impulse=Impulse.objects.create(project=project, version=1, spec=engine.spec))
+    board = Device.objects.create(project=project, device_id="board-1", online=True, stream_interval_ms=10.0,
+                                  stream_sensors=[{"name": a, "units": "m/s2"} for a in AXES])
+    mic = Device.objects.create(project=project, device_id="mic-1", online=True, stream_interval_ms=10.0,
+                                stream_sensors=[{"name": "audio", "units": ""}])
+    app = URLRouter(websocket_urlpatterns)
+    stream = GestureSignal(GestureParams(pattern="wave"), rate_hz=100, seed=6)
+
+    def rows_message(rows: np.ndarray, from_seq: int, seq: int) -> dict:
+        return {"type": "device.rows", "data": rows.astype(np.float32).tobytes(), "axes": rows.shape[1],
+                "interval_ms": 10.0, "from_seq": from_seq, "seq": seq}
+
+    async def until(ws, kind: str, state: str | None = None) -> dict:
+        while True:
+            message = await ws.receive_json_from(timeout=30)
+            if message["type"] == kind and (state is None or message.get("state") == state):
+                return message
+
+    async def scenario():
+        layer = get_channel_layer()
+        ws = WebsocketCommunicator(app, f"/ws/projects/{project.id}/live-classification/{board.pk}?model={model.id}")
+        ws.scope["user"] = users["vic"]
+        assert (await ws.connect())[0]
+        ready = await until(ws, "ready")
+        await until(ws, "status", "waiting")
+        await layer.group_send(classify_group(board.pk), rows_message(stream.next_rows(200), 0, 1))
+        first = await until(ws, "classification")
+        # Frames 2..4 never reach this socket: the grid starts again after the gap, stream time goes on.
+        await layer.group_send(classify_group(board.pk), rows_message(stream.next_rows(300), 5, 7))
+        gap = await until(ws, "status", "gap")
+        after = await until(ws, "classification")
+        await ws.send_json_to({"threshold": "high"})
+        refused = await until(ws, "error")
+        await ws.disconnect()
+
+        other = WebsocketCommunicator(app, f"/ws/projects/{project.id}/live-classification/{mic.pk}")
+        other.scope["user"] = users["vic"]
+        assert (await other.connect())[0]
+        mismatch = await until(other, "status", "mismatch")  # told from the device row at once
+        await layer.group_send(classify_group(mic.pk), rows_message(np.zeros((100, 1)), 0, 0))
+        again = await until(other, "status", "mismatch")  # the stream itself, told once
+        await layer.group_send(classify_group(mic.pk), rows_message(np.zeros((100, 1)), 1, 1))
+        assert await other.receive_nothing(timeout=1.0)
+        await other.disconnect()
+        return ready, first, gap, after, refused, mismatch, again
+
+    ready, first, gap, after, refused, mismatch, again = _run(scenario())
+    assert ready["model"]["labels"] == [] and ready["model"]["anomaly_threshold"] == trained.anomaly["threshold"]
+    assert first["scores"] == {} and first["label"] is None and first["anomaly"] > 0 and first["t_ms"] == 500.0
+    assert "rows 2..4" in gap["message"] and after["t_ms"] >= 2000.0 + 500.0
+    assert "threshold must be a number in 0..1" in refused["message"]
+    assert "streams audio; the impulse needs accX, accY, accZ" in mismatch["message"] == again["message"]
