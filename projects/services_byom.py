@@ -5,6 +5,7 @@ arrays); everything that parses the model runs in `workers.ml.byom.profile_model
 time-limited subprocess inside the "profile" job, whose failure message names the file and the problem.
 Files: ``projects/<id>/uploaded-models/<sha256[:16]>/<name>`` (and ``test-set.npz`` beside it).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,12 +43,19 @@ def max_model_bytes() -> int:
 def _read_upload(f, what: str, limit: int) -> bytes:
     size = getattr(f, "size", None)
     if size is not None and size > limit:
-        raise ServiceError(f"{what} '{f.name}' is {size} bytes, over the limit of {limit} bytes "
-                           "(STUDIO_MAX_MODEL_BYTES)", status=413, field=what)
+        raise ServiceError(
+            f"{what} '{f.name}' is {size} bytes, over the limit of {limit} bytes "
+            "(STUDIO_MAX_MODEL_BYTES)",
+            status=413,
+            field=what,
+        )
     data = f.read(limit + 1)
     if len(data) > limit:
-        raise ServiceError(f"{what} '{f.name}' is over the limit of {limit} bytes (STUDIO_MAX_MODEL_BYTES)",
-                           status=413, field=what)
+        raise ServiceError(
+            f"{what} '{f.name}' is over the limit of {limit} bytes (STUDIO_MAX_MODEL_BYTES)",
+            status=413,
+            field=what,
+        )
     if not data:
         raise ServiceError(f"{what} '{f.name}' is empty", field=what)
     return data
@@ -65,39 +73,58 @@ def check_model_bytes(name: str, data: bytes) -> str:
     except byom.ModelFileError as exc:
         raise ServiceError(str(exc), field="file") from None
     if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-        raise ServiceError(f"'{name}' is a Python pickle: refused (pickles run code when loaded)", field="file")
+        raise ServiceError(
+            f"'{name}' is a Python pickle: refused (pickles run code when loaded)", field="file"
+        )
     if kind == "tflite" and data[4:8] != b"TFL3":
-        raise ServiceError(f"'{name}' is not a TFLite flatbuffer (no TFL3 identifier at byte 4): corrupt or not a "
-                           ".tflite file", field="file")
+        raise ServiceError(
+            f"'{name}' is not a TFLite flatbuffer (no TFL3 identifier at byte 4): corrupt or not a "
+            ".tflite file",
+            field="file",
+        )
     if kind == "keras" and not zipfile.is_zipfile(io.BytesIO(data)):
-        raise ServiceError(f"'{name}' is not a .keras archive (not a zip: corrupt or truncated)", field="file")
+        raise ServiceError(
+            f"'{name}' is not a .keras archive (not a zip: corrupt or truncated)", field="file"
+        )
     return kind
 
 
 def check_test_set(name: str, data: bytes) -> dict:
     """x and y of an .npz test set (no pickles); their shapes for the report."""
     if not name.lower().endswith(".npz"):
-        raise ServiceError(f"test_set '{name}' must be an .npz file with arrays x and y", field="test_set")
+        raise ServiceError(
+            f"test_set '{name}' must be an .npz file with arrays x and y", field="test_set"
+        )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if "x" not in npz.files or "y" not in npz.files:
-                raise ServiceError(f"test_set '{name}' must hold arrays 'x' and 'y'; it holds "
-                                   f"{', '.join(npz.files) or 'nothing'}", field="test_set")
+                raise ServiceError(
+                    f"test_set '{name}' must hold arrays 'x' and 'y'; it holds "
+                    f"{', '.join(npz.files) or 'nothing'}",
+                    field="test_set",
+                )
             x, y = npz["x"], npz["y"]
     except ServiceError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable npz is the user's file at fault
-        raise ServiceError(f"test_set '{name}' is not a readable .npz: {exc}", field="test_set") from None
+        raise ServiceError(
+            f"test_set '{name}' is not a readable .npz: {exc}", field="test_set"
+        ) from None
     if len(x) == 0 or len(x) != len(y):
-        raise ServiceError(f"test_set '{name}': x has {len(x)} samples and y {len(y)}; they must match and not be "
-                           "empty", field="test_set")
+        raise ServiceError(
+            f"test_set '{name}': x has {len(x)} samples and y {len(y)}; they must match and not be "
+            "empty",
+            field="test_set",
+        )
     return {"x_shape": list(x.shape), "y_shape": list(y.shape), "samples": len(x)}
 
 
 def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None) -> UploadedModel:
     """Check and store an uploaded model (and test set), create its row and queue its profile job."""
     if file is None:
-        raise ServiceError("send the model as multipart field 'file' (.tflite, .onnx or .keras)", field="file")
+        raise ServiceError(
+            "send the model as multipart field 'file' (.tflite, .onnx or .keras)", field="file"
+        )
     limit = max_model_bytes()
     name = _safe_name(file.name)
     data = _read_upload(file, "file", limit)
@@ -113,18 +140,36 @@ def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None
         with transaction.atomic():
             path = save_bytes(f"{folder}/{name}", data)
             saved.append(path)
-            test_path = save_bytes(f"{folder}/test-set.npz", test_bytes) if test_bytes is not None else ""
+            test_path = (
+                save_bytes(f"{folder}/test-set.npz", test_bytes) if test_bytes is not None else ""
+            )
             if test_path:
                 saved.append(test_path)
             row = UploadedModel.objects.create(
-                project=project, name=name, kind=kind, path=path, size=len(data), sha256=digest,
-                test_set_path=test_path, report={"test_set": test_info} if test_info else {},
-                uploaded_by=actor.user if getattr(actor.user, "pk", None) else None)
-            job = job_enqueue(project=project, actor=actor, kind="profile", params={"uploaded_model_id": row.id})
+                project=project,
+                name=name,
+                kind=kind,
+                path=path,
+                size=len(data),
+                sha256=digest,
+                test_set_path=test_path,
+                report={"test_set": test_info} if test_info else {},
+                uploaded_by=actor.user if getattr(actor.user, "pk", None) else None,
+            )
+            job = job_enqueue(
+                project=project, actor=actor, kind="profile", params={"uploaded_model_id": row.id}
+            )
             row.job = job
             row.save(update_fields=["job"])
-            activity_log(project=project, actor=actor, verb="model.uploaded", uploaded_model=row.id, name=name,
-                         kind=kind, size=len(data))
+            activity_log(
+                project=project,
+                actor=actor,
+                verb="model.uploaded",
+                uploaded_model=row.id,
+                name=name,
+                kind=kind,
+                size=len(data),
+            )
     except BaseException:
         delete_quietly(*saved)
         raise
@@ -139,7 +184,9 @@ def uploaded_model_delete(*, row: UploadedModel, actor: Actor) -> None:
         transaction.on_commit(lambda: delete_quietly(*paths))
 
 
-def _project_test_set(job: Job, inspect: dict, tmp: str, watch: CancelWatch) -> tuple[str | None, str]:
+def _project_test_set(
+    job: Job, inspect: dict, tmp: str, watch: CancelWatch
+) -> tuple[str | None, str]:
     """An npz of the project's own test features when they fit the model's single input, else None
     and the reason (shown in the report)."""
     from workers.ml.pipeline import ImpulseError, learn_input, parse_impulse
@@ -164,22 +211,31 @@ def _project_test_set(job: Job, inspect: dict, tmp: str, watch: CancelWatch) -> 
     step = engine.classifier
     if step is None or step.block != "classifier":
         return None, "the project's impulse has no classifier"
-    samples = list(Sample.objects.filter(project=job.project, enabled=True, category=Category.TESTING)
-                   .order_by("id"))
+    samples = list(
+        Sample.objects.filter(
+            project=job.project, enabled=True, category=Category.TESTING
+        ).order_by("id")
+    )
     if not samples:
         return None, "the project has no test data"
     try:
-        items, _ = gather_features(job, engine, samples, watch, span=(0.05, 0.3), what="project test features")
+        items, _ = gather_features(
+            job, engine, samples, watch, span=(0.05, 0.3), what="project test features"
+        )
     except ImpulseError as exc:
         return None, f"the project's test data gives no features: {exc.message}"
     feats = {s.id: np.concatenate([it.features[s.id] for it in items]) for s in engine.dsp}
     x = learn_input(feats, step)
     want = int(np.prod(per_sample))
     if x.shape[1] != want:
-        return None, (f"the project's features ({x.shape[1]} per window) do not fit the model's input "
-                      f"{inputs[0].get('shape')}")
+        return None, (
+            f"the project's features ({x.shape[1]} per window) do not fit the model's input "
+            f"{inputs[0].get('shape')}"
+        )
     model = TrainedModel.objects.filter(project=job.project).first()
-    labels = list(model.labels) if model and model.labels else sorted({it.sample.label for it in items})
+    labels = (
+        list(model.labels) if model and model.labels else sorted({it.sample.label for it in items})
+    )
     y_names = [it.sample.label for it in items for _ in it.starts]
     keep = np.array([n in labels for n in y_names])
     x = x[keep][:PROJECT_TEST_WINDOWS]
@@ -188,15 +244,20 @@ def _project_test_set(job: Job, inspect: dict, tmp: str, watch: CancelWatch) -> 
         return None, "no test window carries one of the model's labels"
     path = os.path.join(tmp, "project-test.npz")
     np.savez(path, x=x.reshape(len(x), *per_sample).astype(np.float32), y=y)
-    return path, f"the project's test set ({len(x)} windows, labels in the order {', '.join(labels)})"
+    return (
+        path,
+        f"the project's test set ({len(x)} windows, labels in the order {', '.join(labels)})",
+    )
 
 
 def profile_run(claim: Claim, watch: CancelWatch) -> dict:
     job = claim.job
-    row = UploadedModel.objects.filter(pk=job.params.get("uploaded_model_id"), project=job.project).first()
+    row = UploadedModel.objects.filter(
+        pk=job.params.get("uploaded_model_id"), project=job.project
+    ).first()
     if row is None:
         raise ServiceError("the uploaded model was deleted")
-    limits = byom.ByomLimits(max_file_bytes=min(max(max_model_bytes(), 1024), 1024 ** 3))
+    limits = byom.ByomLimits(max_file_bytes=min(max(max_model_bytes(), 1024), 1024**3))
     with tempfile.TemporaryDirectory(prefix="byom-job-") as tmp:
         path = Path(tmp) / row.name
         path.write_bytes(read_bytes(row.path))
@@ -213,12 +274,25 @@ def profile_run(claim: Claim, watch: CancelWatch) -> dict:
                 if test_npz is None:
                     accuracy_on = f"no accuracy: no test set was uploaded and {accuracy_on}"
             watch.check()
-            progress.report(job.id, 0.3, f"profiling {row.name}: latency at {PROFILE_THREADS} threads, peak RSS"
-                                         + (", int8 version" if row.kind != "tflite" else ""))
-            report = byom.profile_model(path, runs=PROFILE_RUNS, threads=PROFILE_THREADS, test_npz=test_npz,
-                                        kind=row.kind, int8=True, limits=limits)
+            progress.report(
+                job.id,
+                0.3,
+                f"profiling {row.name}: latency at {PROFILE_THREADS} threads, peak RSS"
+                + (", int8 version" if row.kind != "tflite" else ""),
+            )
+            report = byom.profile_model(
+                path,
+                runs=PROFILE_RUNS,
+                threads=PROFILE_THREADS,
+                test_npz=test_npz,
+                kind=row.kind,
+                int8=True,
+                limits=limits,
+            )
         except byom.ModelFileError as exc:
-            UploadedModel.objects.filter(pk=row.pk).update(report=(row.report or {}) | {"error": str(exc)})
+            UploadedModel.objects.filter(pk=row.pk).update(
+                report=(row.report or {}) | {"error": str(exc)}
+            )
             raise ServiceError(str(exc)) from None
     report["accuracy_on"] = accuracy_on
     if row.report.get("test_set"):
@@ -227,15 +301,28 @@ def profile_run(claim: Claim, watch: CancelWatch) -> dict:
     activity_log(project=job.project, actor=None, verb="model.profiled", uploaded_model=row.id)
     progress.report(job.id, 1.0, f"{row.name} profiled")
     lat = (report.get("model") or {}).get("latency_ms") or {}
-    return {"uploaded_model_id": row.id, "latency_ms": lat, "accuracy": (report.get("model") or {}).get("accuracy")}
+    return {
+        "uploaded_model_id": row.id,
+        "latency_ms": lat,
+        "accuracy": (report.get("model") or {}).get("accuracy"),
+    }
 
 
 def uploaded_model_body(row: UploadedModel) -> dict:
-    return {"id": row.id, "project": row.project_id, "name": row.name, "kind": row.kind, "size": row.size,
-            "sha256": row.sha256, "has_test_set": bool(row.test_set_path), "job": row.job_id,
-            "job_status": row.job.status if row.job_id and row.job else None,
-            "uploaded_by": row.uploaded_by.username if row.uploaded_by_id and row.uploaded_by else None,
-            "created_at": row.created_at.isoformat(), "report": row.report}
+    return {
+        "id": row.id,
+        "project": row.project_id,
+        "name": row.name,
+        "kind": row.kind,
+        "size": row.size,
+        "sha256": row.sha256,
+        "has_test_set": bool(row.test_set_path),
+        "job": row.job_id,
+        "job_status": row.job.status if row.job_id and row.job else None,
+        "uploaded_by": row.uploaded_by.username if row.uploaded_by_id and row.uploaded_by else None,
+        "created_at": row.created_at.isoformat(),
+        "report": row.report,
+    }
 
 
 RUNNERS = {"profile": profile_run}

@@ -11,6 +11,7 @@ int8 — LiteRT vs Keras and tflite-micro vs LiteRT; ONNX — ONNX Runtime vs Ke
 `verify_c_bundle` on the first test windows (raw signal → C DSP → C int8 engine, compared with the Python
 features and LiteRT's int8 outputs), whose REPORT.md / REPORT.json ship inside the zip.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,22 +47,30 @@ log = logging.getLogger(__name__)
 VARIANTS = ("float32", "int8", "pruned", "pruned-int8")
 DEFAULT_SPARSITY = 0.5
 VERIFY_WINDOWS = 10  # test windows compiled into a C bundle and checked on host and QEMU
-ONNX_INT8_MIN_AGREEMENT = 0.9  # top-1 agreement of the int8 ONNX model with Keras for a green report
-TARGET_EXTENSIONS = {"tflite-float": "tflite", "tflite-int8": "tflite", "onnx-float": "onnx",
-                     "onnx-int8": "onnx", "arduino": "zip", "cpp": "zip"}
+ONNX_INT8_MIN_AGREEMENT = (
+    0.9  # top-1 agreement of the int8 ONNX model with Keras for a green report
+)
+TARGET_EXTENSIONS = {
+    "tflite-float": "tflite",
+    "tflite-int8": "tflite",
+    "onnx-float": "onnx",
+    "onnx-int8": "onnx",
+    "arduino": "zip",
+    "cpp": "zip",
+}
 TARGETS = tuple(t.value for t in DeploymentTarget)
 
 MEASUREMENT_NOTES = {
     "accuracy": "top-1 accuracy of the .tflite file run in LiteRT on every window of the {evaluated_on}",
     "size": "bytes of the .tflite file (gzip: the same file compressed, where pruning's zeros pay off)",
     "ram": "peak tensor arena tflite-micro allocates for the model (its recording allocator, measured in a "
-           "subprocess); the C bundle's arena (int8) is planned statically and shown beside it",
+    "subprocess); the C bundle's arena (int8) is planned statically and shown beside it",
     "flash": "the model as a byte array in flash = the file size; for int8 variants also the generated C "
-             "engine + weights compiled with arm-none-eabi-gcc -Os for Cortex-M4F (text + data of "
-             "arm-none-eabi-size), without DSP and start-up code",
+    "engine + weights compiled with arm-none-eabi-gcc -Os for Cortex-M4F (text + data of "
+    "arm-none-eabi-size), without DSP and start-up code",
     "latency_host": "median of 50 LiteRT invocations on this server's CPU, 1 thread, after 5 warm-up runs",
     "latency_m4": "estimate, not a measurement: MACs × cycles per MAC / 64 MHz (nRF52840, Arduino Nano 33 "
-                  "BLE); 1.5 cycles per MAC for int8 (CMSIS-NN-like kernels), 6 for float32",
+    "BLE); 1.5 cycles per MAC for int8 (CMSIS-NN-like kernels), 6 for float32",
 }
 
 
@@ -85,13 +94,22 @@ class ModelData:
 
 def _model_of(project: Project, model_id) -> TrainedModel:
     if isinstance(model_id, bool) or not isinstance(model_id, int):
-        raise ServiceError(f"model must be the integer id of a trained model, got {model_id!r}", field="model")
-    model = TrainedModel.objects.filter(project=project, pk=model_id).select_related("impulse").first()
+        raise ServiceError(
+            f"model must be the integer id of a trained model, got {model_id!r}", field="model"
+        )
+    model = (
+        TrainedModel.objects.filter(project=project, pk=model_id).select_related("impulse").first()
+    )
     if model is None:
-        raise ServiceError(f"no trained model {model_id} in this project", status=404, field="model")
+        raise ServiceError(
+            f"no trained model {model_id} in this project", status=404, field="model"
+        )
     if not model.keras_path:
-        raise ServiceError(f"model {model_id} has no neural network (anomaly detection only) to optimize or "
-                           "deploy", field="model")
+        raise ServiceError(
+            f"model {model_id} has no neural network (anomaly detection only) to optimize or "
+            "deploy",
+            field="model",
+        )
     if model.impulse is None:
         raise ServiceError(f"the impulse of model {model_id} was deleted", field="model")
     return model
@@ -113,7 +131,9 @@ def _items_xy(items, engine: EngineImpulse, labels, classify) -> tuple[np.ndarra
     return learn_input(feats, step), _targets(labels, y, classify)
 
 
-def model_data(job: Job, model: TrainedModel, watch: CancelWatch | None, *, span=(0.0, 0.3)) -> ModelData:
+def model_data(
+    job: Job, model: TrainedModel, watch: CancelWatch | None, *, span=(0.0, 0.3)
+) -> ModelData:
     """Load the Keras model and the features of its training snapshot and of the project's test set."""
     from workers.ml.learn.train import split_validation
 
@@ -129,17 +149,24 @@ def model_data(job: Job, model: TrainedModel, watch: CancelWatch | None, *, span
     if not train_samples:
         raise ImpulseError("the training samples of this model were deleted", "data")
     mid = (span[0] + span[1]) / 2
-    train_items, _ = gather_features(job, engine, train_samples, watch, span=(span[0], mid),
-                                     what="training features")
+    train_items, _ = gather_features(
+        job, engine, train_samples, watch, span=(span[0], mid), what="training features"
+    )
     x_train, y_train = _items_xy(train_items, engine, labels, classify)
-    test_samples = list(Sample.objects.filter(project=model.project, enabled=True,
-                                              category=Category.TESTING).order_by("id"))
+    test_samples = list(
+        Sample.objects.filter(
+            project=model.project, enabled=True, category=Category.TESTING
+        ).order_by("id")
+    )
     test_items = []
     if test_samples:
         try:
-            test_items, _ = gather_features(job, engine, test_samples, watch, span=(mid, span[1]),
-                                            what="test features")
-        except ImpulseError as exc:  # test data that does not fit: fall back to the validation split
+            test_items, _ = gather_features(
+                job, engine, test_samples, watch, span=(mid, span[1]), what="test features"
+            )
+        except (
+            ImpulseError
+        ) as exc:  # test data that does not fit: fall back to the validation split
             progress.report(job.id, log_line=f"test data left out: {exc.message}")
     if classify:
         test_items = [it for it in test_items if it.sample.label in labels]
@@ -148,45 +175,88 @@ def model_data(job: Job, model: TrainedModel, watch: CancelWatch | None, *, span
         evaluated_on = "test set"
     else:
         rng = np.random.default_rng(step.settings.seed)
-        _, val = split_validation(y_train if classify else np.zeros(len(y_train)), step.settings.validation_split,
-                                  rng, classify)
+        _, val = split_validation(
+            y_train if classify else np.zeros(len(y_train)),
+            step.settings.validation_split,
+            rng,
+            classify,
+        )
         if len(val):
             x_eval, y_eval, evaluated_on = x_train[val], y_train[val], "validation set"
         else:
             x_eval, y_eval, evaluated_on = x_train, y_train, "training set"
-    return ModelData(model=model, engine=engine, keras=load_keras(model.keras_path), labels=labels,
-                     classify=classify, x_train=x_train, y_train=y_train, x_eval=x_eval, y_eval=y_eval,
-                     evaluated_on=evaluated_on, test_items=test_items)
+    return ModelData(
+        model=model,
+        engine=engine,
+        keras=load_keras(model.keras_path),
+        labels=labels,
+        classify=classify,
+        x_train=x_train,
+        y_train=y_train,
+        x_eval=x_eval,
+        y_eval=y_eval,
+        evaluated_on=evaluated_on,
+        test_items=test_items,
+    )
 
 
 # --- optimize ------------------------------------------------------------------------------------
 
 
-def optimize_start(*, project: Project, actor: Actor | None, model_id, sparsity: float = DEFAULT_SPARSITY,
-                   prune_epochs: int | None = None) -> Job:
+def optimize_start(
+    *,
+    project: Project,
+    actor: Actor | None,
+    model_id,
+    sparsity: float = DEFAULT_SPARSITY,
+    prune_epochs: int | None = None,
+) -> Job:
     """Queue the optimization table of a trained model (float32 / int8 / pruned / pruned+int8)."""
     model = _model_of(project, model_id)
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity <= 0.95:
-        raise ServiceError(f"sparsity must be a number in (0, 0.95], got {sparsity!r}", field="sparsity")
-    if prune_epochs is not None and (isinstance(prune_epochs, bool) or not isinstance(prune_epochs, int)
-                                     or not 0 <= prune_epochs <= 500):
-        raise ServiceError(f"prune_epochs must be an integer in 0..500, got {prune_epochs!r}", field="prune_epochs")
-    running = Job.objects.filter(project=project, kind="optimize", status__in=("queued", "running"),
-                                 params__model_id=model.id).first()
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, (int, float))
+        or not 0 < sparsity <= 0.95
+    ):
+        raise ServiceError(
+            f"sparsity must be a number in (0, 0.95], got {sparsity!r}", field="sparsity"
+        )
+    if prune_epochs is not None and (
+        isinstance(prune_epochs, bool)
+        or not isinstance(prune_epochs, int)
+        or not 0 <= prune_epochs <= 500
+    ):
+        raise ServiceError(
+            f"prune_epochs must be an integer in 0..500, got {prune_epochs!r}", field="prune_epochs"
+        )
+    running = Job.objects.filter(
+        project=project,
+        kind="optimize",
+        status__in=("queued", "running"),
+        params__model_id=model.id,
+    ).first()
     if running is not None:
         raise ServiceError(f"job {running.id} is already optimizing model {model.id}", status=409)
     params = {"model_id": model.id, "sparsity": float(sparsity)}
     if prune_epochs is not None:
         params["prune_epochs"] = prune_epochs
-    return job_enqueue(project=project, actor=actor, kind="optimize", impulse=model.impulse, params=params,
-                       snapshot=data_snapshot(project, (Category.TESTING,)))
+    return job_enqueue(
+        project=project,
+        actor=actor,
+        kind="optimize",
+        impulse=model.impulse,
+        params=params,
+        snapshot=data_snapshot(project, (Category.TESTING,)),
+    )
 
 
 def optimize_after_training(*, model_id: int) -> Job | None:
     """Called when a train job succeeded: queue the optimization table so the model page has it at once.
 
     Off with STUDIO_AUTO_OPTIMIZE=0 (environment or settings). Never fails the training job."""
-    flag = os.environ.get("STUDIO_AUTO_OPTIMIZE", str(getattr(django_settings, "STUDIO_AUTO_OPTIMIZE", "1")))
+    flag = os.environ.get(
+        "STUDIO_AUTO_OPTIMIZE", str(getattr(django_settings, "STUDIO_AUTO_OPTIMIZE", "1"))
+    )
     if flag.lower() in ("0", "false", "no", "off"):
         return None
     model = TrainedModel.objects.filter(pk=model_id).select_related("project", "impulse").first()
@@ -219,13 +289,33 @@ def arm_c_flash(model_bytes: bytes) -> dict | None:
         objects = []
         for src in sorted(Path(tmp).rglob("*.c")):
             obj = src.with_suffix(".o")
-            proc = subprocess.run(["arm-none-eabi-gcc", *ARM_FLAGS.split(), "-std=c99", f"-I{src.parent}",
-                                   f"-I{tmp}", "-c", str(src), "-o", str(obj)], check=False, capture_output=True, text=True,
-                                  timeout=120)
+            proc = subprocess.run(
+                [
+                    "arm-none-eabi-gcc",
+                    *ARM_FLAGS.split(),
+                    "-std=c99",
+                    f"-I{src.parent}",
+                    f"-I{tmp}",
+                    "-c",
+                    str(src),
+                    "-o",
+                    str(obj),
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if proc.returncode != 0:
                 raise ServiceError(f"arm-none-eabi-gcc failed on {src.name}: {proc.stderr[-500:]}")
             objects.append(str(obj))
-        out = subprocess.run(["arm-none-eabi-size", "-t", *objects], check=False, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["arm-none-eabi-size", "-t", *objects],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         total = out.stdout.strip().splitlines()[-1].split()
         text, data, bss = int(total[0]), int(total[1]), int(total[2])
     return {"flash": text + data, "ram": data + bss, "arena": int(cmodel.arena_size)}
@@ -236,10 +326,15 @@ def measure_variant(model_bytes: bytes, data: ModelData, *, int8: bool) -> dict:
     from workers.ml import profile
 
     labels = data.labels if data.classify else []
-    row: dict = {"size": len(model_bytes), "size_gzip": len(gzip.compress(model_bytes, 9)),
-                 "flash": len(model_bytes)}
+    row: dict = {
+        "size": len(model_bytes),
+        "size_gzip": len(gzip.compress(model_bytes, 9)),
+        "flash": len(model_bytes),
+    }
     if len(data.x_eval):
-        row |= _metric(profile.evaluate_tflite(model_bytes, data.x_eval, data.y_eval, labels), data.classify)
+        row |= _metric(
+            profile.evaluate_tflite(model_bytes, data.x_eval, data.y_eval, labels), data.classify
+        )
     row["ram"] = profile.tflm_arena_bytes(model_bytes)
     lat = profile.latency_tflite(model_bytes, runs=50, threads=1)
     row["latency_host_ms"] = round(lat["p50_ms"], 4)
@@ -247,7 +342,9 @@ def measure_variant(model_bytes: bytes, data: ModelData, *, int8: bool) -> dict:
     macs = profile.count_macs(model_bytes)
     cycles = 1.5 if int8 else 6.0
     row["macs"] = macs
-    row["latency_m4_ms"] = round(profile.cortex_m4_estimate_ms(macs, mhz=64, cycles_per_mac=cycles), 4)
+    row["latency_m4_ms"] = round(
+        profile.cortex_m4_estimate_ms(macs, mhz=64, cycles_per_mac=cycles), 4
+    )
     row["m4_cycles_per_mac"] = cycles
     if int8:
         try:
@@ -268,8 +365,11 @@ def optimize_run(claim: Claim, watch: CancelWatch) -> dict:
     from workers.ml import optimize
 
     job = claim.job
-    model = TrainedModel.objects.filter(pk=job.params.get("model_id"), project=job.project) \
-        .select_related("impulse", "project").first()
+    model = (
+        TrainedModel.objects.filter(pk=job.params.get("model_id"), project=job.project)
+        .select_related("impulse", "project")
+        .first()
+    )
     if model is None:
         raise ImpulseError("the model to optimize was deleted", "model")
     sparsity = float(job.params.get("sparsity", DEFAULT_SPARSITY))
@@ -278,18 +378,30 @@ def optimize_run(claim: Claim, watch: CancelWatch) -> dict:
     epochs = job.params.get("prune_epochs")
     if epochs is None:
         epochs = int(min(30, max(3, step.settings.epochs // 2)))
-    progress.report(job.id, 0.2, f"{len(data.x_train)} training windows; evaluating on the {data.evaluated_on} "
-                                 f"({len(data.x_eval)} windows)")
+    progress.report(
+        job.id,
+        0.2,
+        f"{len(data.x_train)} training windows; evaluating on the {data.evaluated_on} "
+        f"({len(data.x_eval)} windows)",
+    )
     files: dict[str, bytes] = {}
     files["float32"] = optimize.to_tflite_float(data.keras)
     watch.check()
     files["int8"] = optimize.to_tflite_int8(data.keras, data.x_train)
     watch.check()
-    progress.report(job.id, 0.3, f"pruning to {sparsity:.0%} sparsity with {epochs} epochs of fine-tuning")
+    progress.report(
+        job.id, 0.3, f"pruning to {sparsity:.0%} sparsity with {epochs} epochs of fine-tuning"
+    )
     y_fit = data.y_train
     keep = y_fit >= 0 if data.classify else np.ones(len(y_fit), bool)
-    pruned = optimize.prune(data.keras, data.x_train[keep], y_fit[keep], sparsity=sparsity, epochs=epochs,
-                            settings=step.settings)
+    pruned = optimize.prune(
+        data.keras,
+        data.x_train[keep],
+        y_fit[keep],
+        sparsity=sparsity,
+        epochs=epochs,
+        settings=step.settings,
+    )
     achieved = optimize.sparsity_of(pruned)
     files["pruned"] = optimize.to_tflite_float(pruned)
     files["pruned-int8"] = optimize.to_tflite_int8(pruned, data.x_train)
@@ -310,20 +422,36 @@ def optimize_run(claim: Claim, watch: CancelWatch) -> dict:
                 saved.append(stored)
                 rows[name]["path"] = stored
                 rows[name]["sha256"] = hashlib.sha256(files[name]).hexdigest()
-            table = {"job": job.id, "evaluated_on": data.evaluated_on, "eval_windows": len(data.x_eval),
-                     "metric": "accuracy" if data.classify else "mse", "sparsity_target": sparsity,
-                     "prune_epochs": epochs, "variants": rows,
-                     "notes": {k: v.format(evaluated_on=data.evaluated_on) for k, v in MEASUREMENT_NOTES.items()}}
+            table = {
+                "job": job.id,
+                "evaluated_on": data.evaluated_on,
+                "eval_windows": len(data.x_eval),
+                "metric": "accuracy" if data.classify else "mse",
+                "sparsity_target": sparsity,
+                "prune_epochs": epochs,
+                "variants": rows,
+                "notes": {
+                    k: v.format(evaluated_on=data.evaluated_on)
+                    for k, v in MEASUREMENT_NOTES.items()
+                },
+            }
             TrainedModel.objects.filter(pk=model.pk).update(variants=table)
-            activity_log(project=job.project, actor=None, verb="model.optimized", model=model.id, job=job.id)
+            activity_log(
+                project=job.project, actor=None, verb="model.optimized", model=model.id, job=job.id
+            )
     except BaseException:
         delete_quietly(*saved)
         raise
     # The previous table's files are replaced only once the new table is committed.
     delete_quietly(*[(r or {}).get("path", "") for r in (previous.get("variants") or {}).values()])
     progress.report(job.id, 1.0, "optimization table ready")
-    return {"model_id": model.id, "evaluated_on": data.evaluated_on,
-            "variants": {k: {m: v for m, v in r.items() if m not in ("path",)} for k, r in rows.items()}}
+    return {
+        "model_id": model.id,
+        "evaluated_on": data.evaluated_on,
+        "variants": {
+            k: {m: v for m, v in r.items() if m not in ("path",)} for k, r in rows.items()
+        },
+    }
 
 
 # --- deploy --------------------------------------------------------------------------------------
@@ -332,14 +460,27 @@ def optimize_run(claim: Claim, watch: CancelWatch) -> dict:
 def deployment_start(*, project: Project, actor: Actor, model_id, target) -> Job:
     """Queue a deployment build of a trained model for one target (verified before it is stored)."""
     if not isinstance(target, str) or target not in TARGETS:
-        raise ServiceError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}", field="target")
+        raise ServiceError(
+            f"unknown target {target!r}; choose one of {', '.join(TARGETS)}", field="target"
+        )
     model = _model_of(project, model_id)
     running = job_running_of_kind(project, ("deploy",))
-    if running is not None and running.params.get("model_id") == model.id and running.params.get("target") == target:
-        raise ServiceError(f"job {running.id} is already building {target} for model {model.id}", status=409)
-    return job_enqueue(project=project, actor=actor, kind="deploy", impulse=model.impulse,
-                       params={"model_id": model.id, "target": target},
-                       snapshot=data_snapshot(project, (Category.TESTING,)))
+    if (
+        running is not None
+        and running.params.get("model_id") == model.id
+        and running.params.get("target") == target
+    ):
+        raise ServiceError(
+            f"job {running.id} is already building {target} for model {model.id}", status=409
+        )
+    return job_enqueue(
+        project=project,
+        actor=actor,
+        kind="deploy",
+        impulse=model.impulse,
+        params={"model_id": model.id, "target": target},
+        snapshot=data_snapshot(project, (Category.TESTING,)),
+    )
 
 
 def _int8_file(model: TrainedModel, data: ModelData) -> bytes:
@@ -384,7 +525,9 @@ def _raw_test_windows(data: ModelData, job: Job, n: int) -> tuple[np.ndarray, st
     return np.concatenate(out)[:n].astype(np.float32), where
 
 
-def _c_bundle(data: ModelData, job: Job, target: str, model_bytes: bytes, workdir: str) -> tuple[str, dict]:
+def _c_bundle(
+    data: ModelData, job: Job, target: str, model_bytes: bytes, workdir: str
+) -> tuple[str, dict]:
     from workers.ml.export import c_bundle
     from workers.ml.export.arduino import build_arduino_library
     from workers.ml.export.cpp import build_cpp_library
@@ -395,32 +538,59 @@ def _c_bundle(data: ModelData, job: Job, target: str, model_bytes: bytes, workdi
     engine = data.engine
     clf = engine.classifier
     if engine.is_image:
-        raise ServiceError("C bundles take time-series impulses; deploy an image model as TFLite or ONNX",
-                           field="target")
+        raise ServiceError(
+            "C bundles take time-series impulses; deploy an image model as TFLite or ONNX",
+            field="target",
+        )
     if not data.classify:
-        raise ServiceError("C bundles hold classifiers; deploy a regression model as TFLite or ONNX",
-                           field="target")
+        raise ServiceError(
+            "C bundles hold classifiers; deploy a regression model as TFLite or ONNX",
+            field="target",
+        )
     if len(clf.inputs) != 1:
-        raise ServiceError(f"the classifier takes {len(clf.inputs)} processing blocks ({', '.join(clf.inputs)}); "
-                           "the C bundle runs one: deploy as TFLite or ONNX", field="target")
+        raise ServiceError(
+            f"the classifier takes {len(clf.inputs)} processing blocks ({', '.join(clf.inputs)}); "
+            "the C bundle runs one: deploy as TFLite or ONNX",
+            field="target",
+        )
     step = engine.dsp_step(clf.inputs[0])
     windows, where = _raw_test_windows(data, job, VERIFY_WINDOWS)
     freq = float(engine.input.frequency_hz)
     dsp_params = dataclasses.asdict(step.params)
-    kwargs = {"model_bytes": model_bytes, "project_name": job.project.name, "labels": data.labels,
-              "dsp_block": step.block, "dsp_params": dsp_params, "frequency": freq,
-              "window_len": window_length(engine.input), "axes": list(step.axes), "test_windows": windows}
+    kwargs = {
+        "model_bytes": model_bytes,
+        "project_name": job.project.name,
+        "labels": data.labels,
+        "dsp_block": step.block,
+        "dsp_params": dsp_params,
+        "frequency": freq,
+        "window_len": window_length(engine.input),
+        "axes": list(step.axes),
+        "test_windows": windows,
+    }
     build = build_arduino_library if target == "arduino" else build_cpp_library
     zip_bytes = build(**kwargs)
     # The Python pipeline's own features are the reference the C DSP must reproduce.
     feats = step_features(windows, list(step.axes), step, engine, name="verification windows")
     cm = c_bundle.generate_c(model_bytes, prefix="model")
-    inputs_q = c_bundle.quantize_features(feats, scale=cm.input_scale, zero_point=cm.input_zero_point)
+    inputs_q = c_bundle.quantize_features(
+        feats, scale=cm.input_scale, zero_point=cm.input_zero_point
+    )
     expected = c_bundle.litert_outputs(model_bytes, inputs_q)
-    progress.report(job.id, 0.6, f"verifying the bundle on {len(windows)} {where} windows (host gcc, "
-                                 "Cortex-M4 size, Arduino stub, QEMU)")
-    report = verify_c_bundle(zip_bytes, windows=windows, expected_features=feats, expected_int8_outputs=expected,
-                             workdir=workdir, max_windows=VERIFY_WINDOWS)
+    progress.report(
+        job.id,
+        0.6,
+        f"verifying the bundle on {len(windows)} {where} windows (host gcc, "
+        "Cortex-M4 size, Arduino stub, QEMU)",
+    )
+    report = verify_c_bundle(
+        zip_bytes,
+        windows=windows,
+        expected_features=feats,
+        expected_int8_outputs=expected,
+        workdir=workdir,
+        max_windows=VERIFY_WINDOWS,
+    )
     report["windows_from"] = f"{where} set"
     keras_top = np.asarray(data.keras.predict(feats, verbose=0)).argmax(axis=1)
     report["keras_top1_agreement"] = float((expected.argmax(axis=1) == keras_top).mean())
@@ -439,36 +609,63 @@ def _file_target(data: ModelData, target: str, model_bytes_int8) -> tuple[bytes,
     if target == "tflite-float":
         blob = optimize.to_tflite_float(data.keras)
         check = verify_tflite(blob, data.keras, x)
-        steps = [{"name": "litert_vs_keras", "status": "ok" if check["ok"] else "failed",
-                  "detail": f"max |LiteRT − Keras| {check['max_abs_diff']:.2e} (≤ 1e-4), top-1 agreement "
-                            f"{check['top1_agreement']:.3f}"}]
+        steps = [
+            {
+                "name": "litert_vs_keras",
+                "status": "ok" if check["ok"] else "failed",
+                "detail": f"max |LiteRT − Keras| {check['max_abs_diff']:.2e} (≤ 1e-4), top-1 agreement "
+                f"{check['top1_agreement']:.3f}",
+            }
+        ]
     elif target == "tflite-int8":
         blob = model_bytes_int8()
         check = verify_tflite(blob, data.keras, x)
-        steps = [{"name": "litert_vs_keras", "status": "ok" if check["top1_agreement"] >= ONNX_INT8_MIN_AGREEMENT
-                  else "failed", "detail": f"top-1 agreement {check['top1_agreement']:.3f}, max "
-                                           f"{check['max_lsb_diff_vs_keras']} LSB from Keras"},
-                 {"name": "tflite_micro_vs_litert", "status": "ok" if check["ok"] else "failed",
-                  "detail": f"max {check['tflm_max_lsb_diff']} LSB (≤ 2), top-1 agreement "
-                            f"{check['tflm_top1_agreement']:.3f}"}]
+        steps = [
+            {
+                "name": "litert_vs_keras",
+                "status": "ok" if check["top1_agreement"] >= ONNX_INT8_MIN_AGREEMENT else "failed",
+                "detail": f"top-1 agreement {check['top1_agreement']:.3f}, max "
+                f"{check['max_lsb_diff_vs_keras']} LSB from Keras",
+            },
+            {
+                "name": "tflite_micro_vs_litert",
+                "status": "ok" if check["ok"] else "failed",
+                "detail": f"max {check['tflm_max_lsb_diff']} LSB (≤ 2), top-1 agreement "
+                f"{check['tflm_top1_agreement']:.3f}",
+            },
+        ]
     else:
         float_onnx = onnx_export.keras_to_onnx(data.keras)
         if target == "onnx-float":
             blob = float_onnx
             check = onnx_export.verify_onnx(blob, data.keras, x)
             ok = check["max_abs_diff"] <= 1e-4
-            steps = [{"name": "onnxruntime_vs_keras", "status": "ok" if ok else "failed",
-                      "detail": f"max |ORT − Keras| {check['max_abs_diff']:.2e} (≤ 1e-4), top-1 agreement "
-                                f"{check['top1_agreement']:.3f}"}]
+            steps = [
+                {
+                    "name": "onnxruntime_vs_keras",
+                    "status": "ok" if ok else "failed",
+                    "detail": f"max |ORT − Keras| {check['max_abs_diff']:.2e} (≤ 1e-4), top-1 agreement "
+                    f"{check['top1_agreement']:.3f}",
+                }
+            ]
         else:
             blob = onnx_export.quantize_onnx_int8(float_onnx, data.x_train)
             check = onnx_export.verify_onnx(blob, data.keras, x)
             ok = check["top1_agreement"] >= ONNX_INT8_MIN_AGREEMENT
-            steps = [{"name": "onnxruntime_int8_vs_keras", "status": "ok" if ok else "failed",
-                      "detail": f"top-1 agreement {check['top1_agreement']:.3f} (≥ {ONNX_INT8_MIN_AGREEMENT}), "
-                                f"max |ORT − Keras| {check['max_abs_diff']:.3f}"}]
-    report = {"checks": check, "steps": steps, "samples_from": data.evaluated_on if len(data.x_eval) else
-              "training set", "ok": all(s["status"] == "ok" for s in steps)}
+            steps = [
+                {
+                    "name": "onnxruntime_int8_vs_keras",
+                    "status": "ok" if ok else "failed",
+                    "detail": f"top-1 agreement {check['top1_agreement']:.3f} (≥ {ONNX_INT8_MIN_AGREEMENT}), "
+                    f"max |ORT − Keras| {check['max_abs_diff']:.3f}",
+                }
+            ]
+    report = {
+        "checks": check,
+        "steps": steps,
+        "samples_from": data.evaluated_on if len(data.x_eval) else "training set",
+        "ok": all(s["status"] == "ok" for s in steps),
+    }
     return blob, report
 
 
@@ -479,8 +676,11 @@ def deploy_run(claim: Claim, watch: CancelWatch) -> dict:
 
     job = claim.job
     target = job.params.get("target")
-    model = TrainedModel.objects.filter(pk=job.params.get("model_id"), project=job.project) \
-        .select_related("impulse", "project").first()
+    model = (
+        TrainedModel.objects.filter(pk=job.params.get("model_id"), project=job.project)
+        .select_related("impulse", "project")
+        .first()
+    )
     if model is None:
         raise ImpulseError("the model to deploy was deleted", "model")
     progress.report(job.id, 0.0, f"building {target} for model {model.id}")
@@ -500,31 +700,63 @@ def deploy_run(claim: Claim, watch: CancelWatch) -> dict:
             else:
                 blob, report = _file_target(data, target, lambda: _int8_file(model, data))
         except CGenError as exc:
-            raise ServiceError(f"the {target} bundle cannot be generated: {exc}; TFLite and ONNX deployments "
-                               "of this model still work", field="target") from None
+            raise ServiceError(
+                f"the {target} bundle cannot be generated: {exc}; TFLite and ONNX deployments "
+                "of this model still work",
+                field="target",
+            ) from None
         except (BundleError, VerifyError) as exc:
-            raise ServiceError(f"the {target} bundle cannot be built: {exc}", field="target") from None
+            raise ServiceError(
+                f"the {target} bundle cannot be built: {exc}", field="target"
+            ) from None
     watch.check()
     report |= {"target": target, "model_id": model.id, "impulse_version": model.impulse.version}
     if data.engine.anomaly is not None:
-        report["note"] = ("the impulse's anomaly block (k-means) is not part of this deployment: it carries the "
-                          "neural network only")
+        report["note"] = (
+            "the impulse's anomaly block (k-means) is not part of this deployment: it carries the "
+            "neural network only"
+        )
     digest = hashlib.sha256(blob).hexdigest()
     stored = ""
     try:
         with transaction.atomic():
-            stored = save_bytes(f"{project_prefix(job.project_id)}/deployments/job-{job.id}/{file_name}", blob)
-            dep = Deployment.objects.create(project=job.project, model=model, target=target, job=job, path=stored,
-                                            file_name=file_name, size=len(blob), sha256=digest, report=report)
-            activity_log(project=job.project, actor=None, verb="deployment.built", deployment=dep.id,
-                         model=model.id, target=target, ok=report.get("ok"))
+            stored = save_bytes(
+                f"{project_prefix(job.project_id)}/deployments/job-{job.id}/{file_name}", blob
+            )
+            dep = Deployment.objects.create(
+                project=job.project,
+                model=model,
+                target=target,
+                job=job,
+                path=stored,
+                file_name=file_name,
+                size=len(blob),
+                sha256=digest,
+                report=report,
+            )
+            activity_log(
+                project=job.project,
+                actor=None,
+                verb="deployment.built",
+                deployment=dep.id,
+                model=model.id,
+                target=target,
+                ok=report.get("ok"),
+            )
     except BaseException:
         delete_quietly(stored)
         raise
     verdict = "verified" if report.get("ok") else "built, but verification FAILED (see the report)"
     progress.report(job.id, 1.0, f"{file_name}: {len(blob)} bytes, {verdict}")
-    return {"deployment_id": dep.id, "target": target, "model_id": model.id, "file_name": file_name,
-            "size": len(blob), "sha256": digest, "ok": bool(report.get("ok"))}
+    return {
+        "deployment_id": dep.id,
+        "target": target,
+        "model_id": model.id,
+        "file_name": file_name,
+        "size": len(blob),
+        "sha256": digest,
+        "ok": bool(report.get("ok")),
+    }
 
 
 def _work_dir() -> str | None:
@@ -548,11 +780,19 @@ def deployments_for_project(project: Project, *, model_id: int | None = None):
 def deployment_body(d: Deployment) -> dict:
     report = d.report or {}
     return {
-        "id": d.id, "project": d.project_id, "model": d.model_id, "target": d.target,
+        "id": d.id,
+        "project": d.project_id,
+        "model": d.model_id,
+        "target": d.target,
         "target_label": DeploymentTarget(d.target).label if d.target in TARGETS else d.target,
-        "job": d.job_id, "file_name": d.file_name, "size": d.size, "sha256": d.sha256,
-        "impulse_version": report.get("impulse_version"), "ok": report.get("ok"),
-        "created_at": d.created_at.isoformat(), "download_url": f"/api/v1/deployments/{d.id}/download",
+        "job": d.job_id,
+        "file_name": d.file_name,
+        "size": d.size,
+        "sha256": d.sha256,
+        "impulse_version": report.get("impulse_version"),
+        "ok": report.get("ok"),
+        "created_at": d.created_at.isoformat(),
+        "download_url": f"/api/v1/deployments/{d.id}/download",
         "report": report,
     }
 

@@ -1,5 +1,6 @@
 """The bring-your-own-model page in a real browser: upload a .tflite with a test set, watch the profile job,
 land on the report with latency at 1 and 4 threads and the accuracy."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,9 @@ from tests.conftest import login_page, start_asgi_server, start_celery_worker
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_uploaded_model_is_profiled_and_its_report_shown(page, project, users, settings, tmp_path):
+def test_an_uploaded_model_is_profiled_and_its_report_shown(
+    page, project, users, settings, tmp_path
+):
     import keras
     from django.db import connection
 

@@ -1,8 +1,10 @@
 """The Deployment page in a real browser: pick a model and a target, build, watch the job live over its
 websocket, then the bundle appears with its green report and a download whose sha256 matches."""
+
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_deployment_built_on_the_page_shows_progress_a_green_report_and_downloads(
-        page, project, users, settings, tmp_path):
+    page, project, users, settings, tmp_path
+):
     from django.db import connection
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
@@ -31,18 +34,22 @@ def test_a_deployment_built_on_the_page_shows_progress_a_green_report_and_downlo
         page.click("[data-testid=deploy-build]")
         status = page.locator("[data-testid=job-status]")
         status.wait_for()
-        page.wait_for_function("document.querySelector('[data-testid=job-status]').textContent === 'succeeded'",
-                               timeout=120_000)
+        page.wait_for_function(
+            "document.querySelector('[data-testid=job-status]').textContent === 'succeeded'",
+            timeout=120_000,
+        )
         row = page.locator("tr[data-target=tflite-int8]")
         row.wait_for()
         assert row.locator("[data-testid=deploy-verdict]").text_content() == "verified"
-        assert row.locator("[data-step=tflite_micro_vs_litert]").get_attribute("data-status") == "ok"
+        assert (
+            row.locator("[data-step=tflite_micro_vs_litert]").get_attribute("data-status") == "ok"
+        )
         with page.expect_download() as info:
             row.locator("[data-testid=deploy-download]").click()
         download = info.value
         dep = Deployment.objects.get()
         assert download.suggested_filename == dep.file_name
-        assert hashlib.sha256(open(download.path(), "rb").read()).hexdigest() == dep.sha256
+        assert hashlib.sha256(Path(download.path()).read_bytes()).hexdigest() == dep.sha256
         # the sidebar has the section, and the model page links back
         assert page.locator("nav a", has_text="Deployment").count() >= 1
         page.goto(f"{base}/projects/{project.id}/models/{model.id}/")

@@ -1,5 +1,6 @@
 """Bring-your-own-model: upload checks (size limit, kind, magic bytes, test set) and the profile job run
 in-process through the worker's task on real tiny models, including the files it must refuse."""
+
 from __future__ import annotations
 
 import io
@@ -29,29 +30,43 @@ def tiny(tmp_path_factory) -> dict:
     from workers.ml.export.onnx import keras_to_onnx
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((N_IN,)), keras.layers.Dense(6, activation="relu"),
-                              keras.layers.Dense(N_OUT, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((N_IN,)),
+            keras.layers.Dense(6, activation="relu"),
+            keras.layers.Dense(N_OUT, activation="softmax"),
+        ]
+    )
     x = np.random.default_rng(0).normal(size=(30, N_IN)).astype(np.float32)
     y = model.predict(x, verbose=0).argmax(axis=1)
     where = tmp_path_factory.mktemp("tiny")
     model.save(where / "tiny.keras")
-    lam = keras.Sequential([keras.Input((N_IN,)), keras.layers.Lambda(lambda t: t * 2),
-                            keras.layers.Dense(N_OUT)])
+    lam = keras.Sequential(
+        [keras.Input((N_IN,)), keras.layers.Lambda(lambda t: t * 2), keras.layers.Dense(N_OUT)]
+    )
     lam.save(where / "lambda.keras")
     onnx_bytes = keras_to_onnx(model)
     import onnx
     from onnx.external_data_helper import convert_model_to_external_data
 
     proto = onnx.load_from_string(onnx_bytes)
-    convert_model_to_external_data(proto, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    convert_model_to_external_data(
+        proto, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0
+    )
     onnx.save_model(proto, str(where / "external.onnx"))
     npz = io.BytesIO()
     np.savez(npz, x=x, y=y)
     bad_npz = io.BytesIO()
     np.savez(bad_npz, x=np.zeros((5, N_IN + 3), np.float32), y=np.zeros(5, np.int64))
-    return {"keras": (where / "tiny.keras").read_bytes(), "lambda": (where / "lambda.keras").read_bytes(),
-            "tflite": optimize.to_tflite_float(model), "onnx": onnx_bytes,
-            "external": (where / "external.onnx").read_bytes(), "npz": npz.getvalue(), "bad_npz": bad_npz.getvalue()}
+    return {
+        "keras": (where / "tiny.keras").read_bytes(),
+        "lambda": (where / "lambda.keras").read_bytes(),
+        "tflite": optimize.to_tflite_float(model),
+        "onnx": onnx_bytes,
+        "external": (where / "external.onnx").read_bytes(),
+        "npz": npz.getvalue(),
+        "bad_npz": bad_npz.getvalue(),
+    }
 
 
 def upload(api, project, name, data, test_set=None, who="bob"):
@@ -70,14 +85,21 @@ def profiled(api, project, name, data, test_set=None) -> tuple[Job, dict]:
 
 
 @pytest.mark.slow
-def test_a_tflite_upload_with_a_test_set_is_profiled_with_latency_memory_and_accuracy(api, project, tiny):
+def test_a_tflite_upload_with_a_test_set_is_profiled_with_latency_memory_and_accuracy(
+    api, project, tiny
+):
     job, row = profiled(api, project, "tiny.tflite", tiny["tflite"], tiny["npz"])
     assert job.status == "succeeded", job.error
     m = row["report"]["model"]
     assert row["kind"] == "tflite" and row["has_test_set"]
     assert m["inputs"][0]["shape"][-1] == N_IN and m["outputs"][0]["shape"][-1] == N_OUT
-    assert set(m["latency_ms"]) == {"1", "4"} and m["latency_ms"]["1"]["p99"] >= m["latency_ms"]["1"]["p50"] > 0
-    assert m["accuracy"] == 1.0 and m["test_samples"] == 30  # labels are the model's own predictions
+    assert (
+        set(m["latency_ms"]) == {"1", "4"}
+        and m["latency_ms"]["1"]["p99"] >= m["latency_ms"]["1"]["p50"] > 0
+    )
+    assert (
+        m["accuracy"] == 1.0 and m["test_samples"] == 30
+    )  # labels are the model's own predictions
     # the weights (the converter drops the untrained all-zero biases)
     assert m["parameters"] >= N_IN * 6 + 6 * N_OUT and m["macs"] > 0 and m["peak_rss_bytes"] > 0
     assert row["report"]["accuracy_on"] == "the uploaded test set"
@@ -94,15 +116,19 @@ def test_an_onnx_upload_is_profiled_beside_its_int8_version(api, project, tiny):
     assert "no test set was uploaded" in rep["accuracy_on"]
 
 
-@pytest.mark.parametrize("name, data, status, field, words", [
-    ("model.pkl", b"\x80\x04junk", 400, "file", "pickle"),
-    ("model.bin", b"1234", 400, "file", "unsupported extension"),
-    ("model.tflite", b"\x00" * 64, 400, "file", "TFL3"),
-    ("model.keras", b"not a zip at all", 400, "file", "not a .keras archive"),
-    ("model.onnx", b"", 400, "file", "empty"),
-])
-def test_a_bad_upload_is_refused_naming_the_problem_and_nothing_is_saved(api, project, name, data, status, field,
-                                                                         words):
+@pytest.mark.parametrize(
+    "name, data, status, field, words",
+    [
+        ("model.pkl", b"\x80\x04junk", 400, "file", "pickle"),
+        ("model.bin", b"1234", 400, "file", "unsupported extension"),
+        ("model.tflite", b"\x00" * 64, 400, "file", "TFL3"),
+        ("model.keras", b"not a zip at all", 400, "file", "not a .keras archive"),
+        ("model.onnx", b"", 400, "file", "empty"),
+    ],
+)
+def test_a_bad_upload_is_refused_naming_the_problem_and_nothing_is_saved(
+    api, project, name, data, status, field, words
+):
     r = upload(api, project, name, data)
     assert r.status_code == status, r.json()
     assert r.json()["field"] == field and words in r.json()["detail"]
@@ -129,15 +155,19 @@ def test_viewers_may_not_upload_and_outsiders_see_nothing(api, project, tiny):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, key, cut, test_set, words", [
-    ("truncated.tflite", "tflite", 0.5, None, "truncated.tflite"),
-    ("corrupt.onnx", "onnx", 0.3, None, "corrupt.onnx"),
-    ("external.onnx", "external", None, None, "external data"),
-    ("lambda.keras", "lambda", None, None, "Lambda"),
-    ("tiny.tflite", "tflite", None, "bad_npz", "test set"),
-])
-def test_a_model_the_profiler_refuses_fails_its_job_naming_the_problem(api, project, tiny, name, key, cut, test_set,
-                                                                      words):
+@pytest.mark.parametrize(
+    "name, key, cut, test_set, words",
+    [
+        ("truncated.tflite", "tflite", 0.5, None, "truncated.tflite"),
+        ("corrupt.onnx", "onnx", 0.3, None, "corrupt.onnx"),
+        ("external.onnx", "external", None, None, "external data"),
+        ("lambda.keras", "lambda", None, None, "Lambda"),
+        ("tiny.tflite", "tflite", None, "bad_npz", "test set"),
+    ],
+)
+def test_a_model_the_profiler_refuses_fails_its_job_naming_the_problem(
+    api, project, tiny, name, key, cut, test_set, words
+):
     data = tiny[key]
     if cut:
         data = data[: int(len(data) * cut)]

@@ -1,6 +1,7 @@
 """Deployment and optimization requests that must be refused (naming the problem), and a model whose op the C
 generator lacks: its Arduino/C++ jobs fail naming the op while TFLite still deploys. Jobs run in-process
 through the worker's task; the model is a small untrained Keras network on the gesture impulse's features."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,21 +33,33 @@ def model_row(project, users, *, activation: str = "relu", keras: bool = True) -
     from workers.ml.pipeline import _output_size, parse_impulse
 
     add_samples(project, per_label=2)
-    row, _ = impulse_save(project=project, actor=Actor(user=users["bob"]), spec=impulse_spec(anomaly=False))
+    row, _ = impulse_save(
+        project=project, actor=Actor(user=users["bob"]), spec=impulse_spec(anomaly=False)
+    )
     engine = parse_impulse(row.spec)
     n = _output_size(engine.dsp[0], engine.input)
     path = ""
     if keras:
         k.utils.set_random_seed(0)
-        net = k.Sequential([k.Input((n,)), k.layers.Dense(8, activation=activation),
-                            k.layers.Dense(3, activation="softmax")])
+        net = k.Sequential(
+            [
+                k.Input((n,)),
+                k.layers.Dense(8, activation=activation),
+                k.layers.Dense(3, activation="softmax"),
+            ]
+        )
         with tempfile.TemporaryDirectory() as tmp:
             net.save(os.path.join(tmp, "m.keras"))
             with open(os.path.join(tmp, "m.keras"), "rb") as fh:
                 path = save_bytes(f"projects/{project.id}/models/hand.keras", fh.read())
-    return TrainedModel.objects.create(project=project, impulse=row, learn_block="classifier",
-                                       labels=["idle", "shake", "wave"], keras_path=path,
-                                       snapshot=data_snapshot(project, ("training",)))
+    return TrainedModel.objects.create(
+        project=project,
+        impulse=row,
+        learn_block="classifier",
+        labels=["idle", "shake", "wave"],
+        keras_path=path,
+        snapshot=data_snapshot(project, ("training",)),
+    )
 
 
 def deploy(api, project, body, who="bob"):
@@ -56,53 +69,74 @@ def deploy(api, project, body, who="bob"):
 def test_a_target_that_does_not_exist_is_refused_naming_it(api, project, users):
     model = model_row(project, users, keras=False)
     r = deploy(api, project, {"model": model.id, "target": "coreml"})
-    assert r.status_code == 400 and r.json()["field"] == "target" and "'coreml'" in r.json()["detail"]
+    assert (
+        r.status_code == 400 and r.json()["field"] == "target" and "'coreml'" in r.json()["detail"]
+    )
     assert "tflite-int8" in r.json()["detail"] and not Job.objects.exists()
 
 
 def test_a_model_that_is_missing_or_of_another_project_is_404(api, project, other_project, users):
     assert deploy(api, project, {"model": 999, "target": "cpp"}).status_code == 404
-    theirs = TrainedModel.objects.create(project=other_project, labels=["a", "b"], keras_path="x.keras")
+    theirs = TrainedModel.objects.create(
+        project=other_project, labels=["a", "b"], keras_path="x.keras"
+    )
     r = deploy(api, project, {"model": theirs.id, "target": "cpp"})
     assert r.status_code == 404 and r.json()["field"] == "model"
-    assert api("bob").post(f"/api/v1/trained-models/{theirs.id}/optimize", {}, format="json").status_code == 404
+    assert (
+        api("bob")
+        .post(f"/api/v1/trained-models/{theirs.id}/optimize", {}, format="json")
+        .status_code
+        == 404
+    )
     assert api("bob").get("/api/v1/deployments/12345/download").status_code == 404
 
 
-def test_a_model_id_that_is_not_an_integer_and_a_model_without_network_are_refused(api, project, users):
+def test_a_model_id_that_is_not_an_integer_and_a_model_without_network_are_refused(
+    api, project, users
+):
     r = deploy(api, project, {"model": "1", "target": "cpp"})
     assert r.status_code == 400 and r.json()["field"] == "model"
     anomaly_only = model_row(project, users, keras=False)
     r = deploy(api, project, {"model": anomaly_only.id, "target": "cpp"})
     assert r.status_code == 400 and "no neural network" in r.json()["detail"]
-    r = api("bob").post(f"/api/v1/trained-models/{anomaly_only.id}/optimize", {"sparsity": 2}, format="json")
+    r = api("bob").post(
+        f"/api/v1/trained-models/{anomaly_only.id}/optimize", {"sparsity": 2}, format="json"
+    )
     assert r.status_code == 400
 
 
 def test_viewers_may_not_deploy_and_outsiders_see_nothing(api, project, users):
     model = model_row(project, users, keras=False)
     assert deploy(api, project, {"model": model.id, "target": "cpp"}, who="vic").status_code == 403
-    assert deploy(api, project, {"model": model.id, "target": "cpp"}, who="charlie").status_code == 404
+    assert (
+        deploy(api, project, {"model": model.id, "target": "cpp"}, who="charlie").status_code == 404
+    )
     assert api("charlie").get(f"/api/v1/projects/{project.id}/deployments").status_code == 404
 
 
 @pytest.mark.slow
-def test_an_op_the_c_generator_lacks_fails_the_c_targets_naming_it_while_tflite_deploys(api, project, users):
+def test_an_op_the_c_generator_lacks_fails_the_c_targets_naming_it_while_tflite_deploys(
+    api, project, users
+):
     model = model_row(project, users, activation="tanh")
     for target in ("arduino", "cpp"):
         r = deploy(api, project, {"model": model.id, "target": target})
         assert r.status_code == 202, r.json()
         run_job.run(r.json()["id"])
         job = Job.objects.get(pk=r.json()["id"])
-        assert job.status == "failed" and "TANH" in job.error and "TFLite and ONNX" in job.error, job.error
+        assert job.status == "failed" and "TANH" in job.error and "TFLite and ONNX" in job.error, (
+            job.error
+        )
     assert not Deployment.objects.exists()
     r = deploy(api, project, {"model": model.id, "target": "tflite-int8"})
     run_job.run(r.json()["id"])
     job = Job.objects.get(pk=r.json()["id"])
     assert job.status == "succeeded", job.error
     dep = Deployment.objects.get()
-    assert dep.report["ok"] and [s["name"] for s in dep.report["steps"]] == ["litert_vs_keras",
-                                                                              "tflite_micro_vs_litert"]
+    assert dep.report["ok"] and [s["name"] for s in dep.report["steps"]] == [
+        "litert_vs_keras",
+        "tflite_micro_vs_litert",
+    ]
     assert dep.report["samples_from"] == "validation set"  # the project has no test data
     body = b"".join(api("vic").get(f"/api/v1/deployments/{dep.id}/download").streaming_content)
     assert hashlib.sha256(body).hexdigest() == dep.sha256 and body[4:8] == b"TFL3"

@@ -2,6 +2,7 @@
 without a click, every deployment target builds through the API, downloads with a matching sha256 and a
 green report, and the Arduino and C++ zips build with their README commands and predict like the Python
 pipeline."""
+
 from __future__ import annotations
 
 import hashlib
@@ -42,7 +43,9 @@ def wait_job(job_id: int, worker, timeout: float = 240) -> Job:
     raise AssertionError(f"job {job_id} did not finish\n{worker.output()[-3000:]}")
 
 
-def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, project, tmp_path, settings):
+def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(
+    api, project, tmp_path, settings
+):
     from django.db import connection
 
     bob, vic = api("bob"), api("vic")
@@ -50,7 +53,9 @@ def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, pro
     add_samples(project, per_label=1, category="testing", seed=7)
     spec = impulse_spec(epochs=30, anomaly=False)
     assert bob.put(f"/api/v1/projects/{project.id}/impulse", spec, format="json").status_code == 200
-    worker = start_celery_worker(tmp_path, connection.settings_dict, extra_env={"MEDIA_ROOT": settings.MEDIA_ROOT})
+    worker = start_celery_worker(
+        tmp_path, connection.settings_dict, extra_env={"MEDIA_ROOT": settings.MEDIA_ROOT}
+    )
     try:
         for kind in ("features", "train"):
             r = bob.post(f"/api/v1/projects/{project.id}/jobs", {"kind": kind}, format="json")
@@ -72,22 +77,32 @@ def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, pro
         assert rows["int8"]["size"] < rows["float32"]["size"] and rows["pruned"]["sparsity"] >= 0.45
         assert rows["pruned"]["size_gzip"] < rows["float32"]["size_gzip"]
         for r in rows.values():
-            assert r["accuracy"] >= 0.8 and r["ram"] > 0 and r["latency_host_ms"] > 0 and r["latency_m4_ms"] > 0
+            assert (
+                r["accuracy"] >= 0.8
+                and r["ram"] > 0
+                and r["latency_host_ms"] > 0
+                and r["latency_m4_ms"] > 0
+            )
         assert rows["int8"]["c_flash"] > 0 and rows["float32"]["m4_cycles_per_mac"] == 6.0
         page = vic.get(f"/projects/{project.id}/models/{model_id}/")
         assert page.status_code == 200 and b'data-variant="pruned-int8"' in page.content
 
         jobs = {}
         for target in TARGETS:
-            r = bob.post(f"/api/v1/projects/{project.id}/deployments", {"model": model_id, "target": target},
-                                format="json")
+            r = bob.post(
+                f"/api/v1/projects/{project.id}/deployments",
+                {"model": model_id, "target": target},
+                format="json",
+            )
             assert r.status_code == 202, r.json()
             jobs[target] = r.json()["id"]
         files = {}
         for target, job_id in jobs.items():
             result = wait_job(job_id, worker).result
             dep = vic.get(f"/api/v1/deployments/{result['deployment_id']}").json()
-            assert dep["ok"] is True and all(s["status"] in ("ok", "skipped") for s in dep["report"]["steps"]), dep
+            assert dep["ok"] is True and all(
+                s["status"] in ("ok", "skipped") for s in dep["report"]["steps"]
+            ), dep
             got = vic.get(dep["download_url"])
             body = b"".join(got.streaming_content)
             assert hashlib.sha256(body).hexdigest() == dep["sha256"] and len(body) == dep["size"]
@@ -97,8 +112,11 @@ def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, pro
         assert sorted(d["target"] for d in listed) == sorted(TARGETS)
 
         # the float file brought back as one's own model is profiled on the project's test data (shapes fit)
-        up = bob.post(f"/api/v1/projects/{project.id}/uploaded-models",
-                      {"file": SimpleUploadedFile("mine.tflite", files["tflite-float"])}, format="multipart")
+        up = bob.post(
+            f"/api/v1/projects/{project.id}/uploaded-models",
+            {"file": SimpleUploadedFile("mine.tflite", files["tflite-float"])},
+            format="multipart",
+        )
         assert up.status_code == 202, up.json()
         wait_job(up.json()["job"]["id"], worker)
         report = vic.get(f"/api/v1/uploaded-models/{up.json()['id']}").json()["report"]
@@ -125,14 +143,32 @@ def test_a_model_trained_in_the_studio_deploys_to_every_target_verified(api, pro
         zipfile.ZipFile(io.BytesIO(files[target])).extractall(root)
         (lib,) = list(root.iterdir())
         assert (lib / "REPORT.md").exists() and (lib / "REPORT.json").exists()
-        test = subprocess.run(["make", "test"], check=False, cwd=lib, capture_output=True, text=True, timeout=180)
+        test = subprocess.run(
+            ["make", "test"], check=False, cwd=lib, capture_output=True, text=True, timeout=180
+        )
         assert test.returncode == 0, test.stdout + test.stderr
         if target == "cpp":
-            assert subprocess.run(["make"], check=False, cwd=lib, capture_output=True, timeout=180).returncode == 0
+            assert (
+                subprocess.run(
+                    ["make"], check=False, cwd=lib, capture_output=True, timeout=180
+                ).returncode
+                == 0
+            )
             text = "\n".join(", ".join(f"{v:.9g}" for v in w.reshape(-1)) for w in windows)
             (exe,) = list((lib / "build").glob("*_classify"))
-            out = subprocess.run([str(exe)], check=False, input=text, cwd=lib, capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [str(exe)],
+                check=False,
+                input=text,
+                cwd=lib,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert out.returncode == 0, out.stderr
-            c_predictions = [line.split(": ", 1)[1] for line in out.stdout.splitlines()
-                             if line.startswith("prediction: ")]
+            c_predictions = [
+                line.split(": ", 1)[1]
+                for line in out.stdout.splitlines()
+                if line.startswith("prediction: ")
+            ]
             assert c_predictions == python
