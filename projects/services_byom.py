@@ -209,7 +209,7 @@ def _project_test_set(
     except ImpulseError:
         return None, "the project's impulse is not valid"
     step = engine.classifier
-    if step is None or step.block != "classifier":
+    if step is None or step.block == "regression":
         return None, "the project's impulse has no classifier"
     samples = list(
         Sample.objects.filter(

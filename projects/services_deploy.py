@@ -141,7 +141,7 @@ def model_data(
     step = engine.classifier
     if step is None:
         raise ImpulseError("the model's impulse has no classifier or regression block", "learn")
-    classify = step.block == "classifier"
+    classify = step.block != "regression"  # classifier or transfer (an image classifier)
     labels = list(model.labels)
     ids = [sid for sid, _ in model.snapshot]
     rows = {s.id: s for s in Sample.objects.filter(project=model.project, pk__in=ids)}
@@ -377,7 +377,9 @@ def optimize_run(claim: Claim, watch: CancelWatch) -> dict:
     step = data.engine.classifier
     epochs = job.params.get("prune_epochs")
     if epochs is None:
-        epochs = int(min(30, max(3, step.settings.epochs // 2)))
+        # An image backbone fine-tunes for minutes per epoch on a CPU: a few epochs recover it.
+        cap = 5 if step.block == "transfer" else 30
+        epochs = int(min(cap, max(3, step.settings.epochs // 2)))
     progress.report(
         job.id,
         0.2,
