@@ -318,7 +318,10 @@ class LiveClassifyConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
                                           "page) and classification begins as its stream arrives")
             return
         missing = self.model.missing_axes(self.device["axes"]) if self.device["axes"] else []
-        if missing:
+        if not self.device["axes"]:
+            await self._status("waiting", f"device {name} is online but has never streamed (streamStart); a board "
+                                          "that only answers remote sampling cannot be classified live")
+        elif missing:
             await self._status("mismatch", f"the device streams {', '.join(self.device['axes'])}; the impulse "
                                            f"needs {', '.join(missing)}")
         elif self.state != "streaming":
