@@ -266,3 +266,42 @@ def test_the_pages_render_the_latest_jobs_and_model(api, project, client_for):
                 assert needle in r.content, (url, needle)
     assert b"Generate features" in client_for("bob").get(f"/projects/{project.id}/impulse").content
     assert client_for("charlie").get(f"/projects/{project.id}/jobs/{train.id}").status_code == 404
+
+
+def test_the_suggested_impulse_is_valid_for_motion_audio_and_image_projects(api, project, users):
+    import numpy as np
+
+    from projects import services
+    from projects.ingestion import ParsedSample
+    from projects.services_samples import sample_create
+    from workers.ml.samples import Image, Sensor, TimeSeries
+
+    audio = TimeSeries(
+        values=np.sin(np.arange(16000) / 5) * 3000,
+        interval_ms=1000 / 16000,
+        sensors=(Sensor("audio", "wav"),),
+    )
+    image = Image(pixels=np.zeros((40, 30, 3), np.uint8))
+    payloads = {"motion": None, "audio": (audio, "audio", "wav"), "images": (image, "image", "png")}
+    for kind, made in payloads.items():
+        p = services.project_create(owner=users["bob"], name=kind)
+        if made is None:
+            add_samples(p, per_label=1)
+        else:
+            payload, sample_kind, ext = made
+            parsed = ParsedSample(
+                payload=payload,
+                kind=sample_kind,
+                device_name=None,
+                device_type=None,
+                sensors=getattr(payload, "sensors", ()),
+                raw_extension=ext,
+                signed=False,
+            )
+            sample_create(
+                project=p, category="training", label="a", file_name=f"a.1.{ext}", parsed=parsed
+            )
+        suggested = api("bob").get(f"/api/v1/projects/{p.id}/impulse").json()
+        assert suggested["saved"] is False
+        r = put_impulse(api, p, suggested["spec"])
+        assert r.status_code == 200, (kind, r.json())
