@@ -1,17 +1,31 @@
 """Group commit of device stream frames: every connection in a server process hands its frames to one
 writer, which stores what has queued up in a single transaction and then wakes each connection to
 acknowledge. One commit per batch instead of one per device keeps acknowledgement latency flat as
-devices are added (a commit costs about the same for 1 frame or 1,000)."""
+devices are added (a commit costs about the same for 1 frame or 1,000).
+
+The writer has its own thread and keeps its database connection open: database_sync_to_async closes
+and reopens the connection around every call when CONN_MAX_AGE is 0, which costs SQLite 15-30 ms, more
+than the commit itself (bench/ingest_ws.py)."""
 from __future__ import annotations
 
 import asyncio
 import weakref
-
-from channels.db import database_sync_to_async
+from concurrent.futures import ThreadPoolExecutor
 
 from . import services_devices as devices
 
 MAX_BATCH_FRAMES = 5000
+_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-writer")
+
+
+def _store(items: list) -> None:
+    from django.db import connection
+
+    try:
+        devices.stream_store_many(items=items)
+    except Exception:
+        connection.close()  # never reuse a connection that failed (database restarted, locked, …)
+        raise
 
 
 class StreamWriter:
@@ -40,8 +54,8 @@ class StreamWriter:
                     batch.append(item)
                     frames += len(item[1])
                 try:
-                    await database_sync_to_async(devices.stream_store_many)(
-                        items=[(pk, chunks) for pk, chunks, _ in batch])
+                    await asyncio.get_running_loop().run_in_executor(
+                        _thread, _store, [(pk, chunks) for pk, chunks, _ in batch])
                 except Exception as exc:
                     for *_, future in batch:
                         if not future.done():
