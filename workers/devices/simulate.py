@@ -107,6 +107,7 @@ async def simulate(server: str, api_key: str, params: SimulationParams, *, stop:
         if params.record:
             replies = await asyncio.gather(*(d.mark("stop") for d, _ in pairs), return_exceptions=True)
             for (d, _), reply in zip(pairs, replies):
+                d.recording_result = reply
                 if progress:
                     print(f"{d.identity.device_id}: {reply}", file=sys.stderr)
         done.set()

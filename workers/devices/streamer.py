@@ -54,6 +54,7 @@ class StreamingDevice:
         self.acked: list[tuple[int, list[list[float]]]] = []  # (seq, rows) when keep_acked
         self.acked_seq = -1
         self.stats = StreamStats()
+        self.recording_result: dict | Exception | None = None  # the last streamMark stop answer (simulate)
         self._next_seq = 0
         self._numbered = False  # True once the server told us where this device's seqs continue
         self._cursor = 0
