@@ -2,7 +2,8 @@
 
 A browser opens ``/ws/projects/<id>/live-classification/<device_pk>?model=<model_id>&threshold=0.6``
 (session cookie; any member may watch). ``model`` defaults to the project's newest model, ``threshold``
-(0..1, the score under which a window is "uncertain") to 0.6. While the socket is open it reminds the
+(0..1, the score under which a window is "uncertain") to 0.6, and ``variant`` (float32, int8, pruned,
+pruned-int8: a file of the model's optimization table, run in LiteRT) to the Keras model as trained. While the socket is open it reminds the
 device's session every few seconds (``device.watch`` with ``full``), so the device consumer sends the
 exact stored rows of each acknowledged batch to the group ``device-classify-<pk>``; this consumer cuts
 them into the impulse's windows (resampled when the stream's rate is not the impulse's frequency,
@@ -14,7 +15,7 @@ Server → browser (JSON text frames)::
     {"type": "status", "state": "loading", "message": "loading model 7"}
     {"type": "ready", "model": {"id": 7, "labels": ["idle", "wave"], "impulse_version": 2,
      "window_size_ms": 1000, "window_increase_ms": 500, "frequency_hz": 50.0, "axes": ["accX", "accY", "accZ"],
-     "anomaly_threshold": 0.31}, "device": {"pk": 3, "name": "sim-0000", "device_id": "sim-0000",
+     "variant": "int8", "anomaly_threshold": 0.31}, "device": {"pk": 3, "name": "sim-0000", "device_id": "sim-0000",
      "online": true, "interval_ms": 10.0, "axes": ["accX", "accY", "accZ"]}, "threshold": 0.6}
     {"type": "status", "state": "offline", "message": "device sim-0000 is offline; …"}
     {"type": "status", "state": "waiting", "message": "device sim-0000 is online but not streaming; …"}
@@ -30,12 +31,13 @@ Server → browser (JSON text frames)::
 best label even when ``uncertain`` (best score < threshold); ``anomaly`` is null without an anomaly block;
 a regression model sends ``"value"`` instead of scores. Browser → server: ``{"threshold": 0.8}``.
 Close codes: 4401 not signed in, 4404 no such project / device / model in this project (or not a member),
-4400 a bad ``model`` or ``threshold`` query value, 4422 a model that cannot classify a stream (an image
-impulse, its impulse deleted); an ``{"type": "error", "message": …}`` frame comes before the close.
+4400 a bad ``model``, ``threshold`` or ``variant`` query value, 4422 a model that cannot classify a stream
+(an image impulse, its impulse deleted, no such variant yet); an ``{"type": "error", "message": …}`` frame comes before the close.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -57,6 +59,7 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_UNUSABLE_MODEL = 4422
 
 DEFAULT_THRESHOLD = 0.6
+VARIANTS = ("float32", "int8", "pruned", "pruned-int8")  # the optimization table's files (services_deploy)
 WATCH_EVERY_S = 4.0
 QUIET_AFTER_S = 6.0  # an online device that sent no rows for this long is told to be "waiting"
 MAX_BATCH = 16  # windows classified in one call
@@ -80,14 +83,17 @@ class LiveSetup:
     model_labels: list[str]
     learn_block: str
     keras_path: str
+    variant: str  # "" for the Keras model as trained
+    variant_path: str
+    variant_sha256: str
     anomaly: dict | None
     impulse_spec: dict
     impulse_version: int
     device: dict
 
 
-def parse_query(query_string: bytes) -> tuple[int | None, float]:
-    """The socket's ?model=&threshold=; raises LiveRefused(4400) naming the bad value."""
+def parse_query(query_string: bytes) -> tuple[int | None, float, str]:
+    """The socket's ?model=&threshold=&variant=; raises LiveRefused(4400) naming the bad value."""
     query = parse_qs(query_string.decode("latin-1"))
     model_id = None
     raw = query.get("model", [""])[-1]
@@ -99,7 +105,10 @@ def parse_query(query_string: bytes) -> tuple[int | None, float]:
     raw = query.get("threshold", [""])[-1]
     if raw:
         threshold = _threshold(raw)
-    return model_id, threshold
+    variant = query.get("variant", [""])[-1]
+    if variant and variant not in VARIANTS:
+        raise LiveRefused(CLOSE_BAD_QUERY, f"variant must be one of {', '.join(VARIANTS)}, got {variant[:40]!r}")
+    return model_id, threshold, variant
 
 
 def _threshold(raw) -> float:
@@ -118,7 +127,7 @@ def device_stream_info(device) -> dict:
             "axes": [s["name"] for s in device.stream_sensors or []]}
 
 
-def live_setup(*, user, project_id: int, device_pk: int, model_id: int | None) -> LiveSetup:
+def live_setup(*, user, project_id: int, device_pk: int, model_id: int | None, variant: str = "") -> LiveSetup:
     """Check membership, the device and the model; raises LiveRefused with the close code."""
     from .models import Device, Membership, TrainedModel
 
@@ -138,8 +147,15 @@ def live_setup(*, user, project_id: int, device_pk: int, model_id: int | None) -
         raise LiveRefused(CLOSE_UNUSABLE_MODEL, f"model {model.id} classifies images, not a sensor stream")
     if not model.keras_path and not model.anomaly:
         raise LiveRefused(CLOSE_UNUSABLE_MODEL, f"model {model.id} has no trained network or anomaly block")
+    row: dict = {}
+    if variant:
+        row = ((model.variants or {}).get("variants") or {}).get(variant) or {}
+        if not row.get("path") or not model.keras_path:
+            raise LiveRefused(CLOSE_UNUSABLE_MODEL, f"model {model.id} has no {variant} variant yet; optimize it "
+                                                    "on its model page first")
     return LiveSetup(project_id=project_id, model_id=model.id, model_labels=list(model.labels),
-                     learn_block=model.learn_block, keras_path=model.keras_path, anomaly=model.anomaly,
+                     learn_block=model.learn_block, keras_path=model.keras_path, variant=variant,
+                     variant_path=row.get("path", ""), variant_sha256=row.get("sha256", ""), anomaly=model.anomaly,
                      impulse_spec=model.impulse.spec, impulse_version=model.impulse.version,
                      device=device_stream_info(device))
 
@@ -159,15 +175,23 @@ class LiveModel:
         from workers.ml.pipeline import parse_impulse
 
         from .services_training import load_keras
+        from .storage import read_bytes
 
         self.setup = setup
         self.engine = parse_impulse(setup.impulse_spec)
-        self.keras = load_keras(setup.keras_path) if setup.keras_path else None
+        self.tflite: bytes | None = None
+        self.keras = None
+        if setup.variant:
+            self.tflite = read_bytes(setup.variant_path)
+            if setup.variant_sha256 and hashlib.sha256(self.tflite).hexdigest() != setup.variant_sha256:
+                raise ValueError(f"the {setup.variant} file of model {setup.model_id} does not match its checksum")
+        elif setup.keras_path:
+            self.keras = load_keras(setup.keras_path)
         self.kmeans = kmeans.from_dict(setup.anomaly) if setup.anomaly and self.engine.anomaly else None
         self.labels = setup.model_labels
         self.regression = setup.learn_block == "regression"
         self.axes = list(dict.fromkeys(a for step in self.engine.dsp for a in step.axes))
-        if self.keras is not None:
+        if self.keras is not None or self.tflite is not None:
             # The first call builds the graph; doing it now keeps the first window's latency honest.
             self.classify(np.zeros((1, *self._window_shape()), np.float32), self.axes)
 
@@ -181,6 +205,7 @@ class LiveModel:
         return {"id": self.setup.model_id, "labels": self.labels, "impulse_version": self.setup.impulse_version,
                 "window_size_ms": inp.window_size_ms, "window_increase_ms": inp.window_increase_ms,
                 "frequency_hz": inp.frequency_hz, "axes": self.axes, "regression": self.regression,
+                "variant": self.setup.variant or "keras",
                 "anomaly_threshold": self.setup.anomaly.get("threshold") if self.setup.anomaly else None}
 
     def missing_axes(self, stream_axes: list[str]) -> list[str]:
@@ -195,7 +220,11 @@ class LiveModel:
         features = {s.id: step_features(windows, stream_axes, s, self.engine, name="the live window")
                     for s in self.engine.dsp}
         scores = anomaly = None
-        if self.keras is not None and self.engine.classifier is not None:
+        if self.tflite is not None and self.engine.classifier is not None:
+            from workers.ml.profile import run_tflite
+
+            scores = run_tflite(self.tflite, learn_input(features, self.engine.classifier))
+        elif self.keras is not None and self.engine.classifier is not None:
             scores = np.asarray(self.keras.predict_on_batch(learn_input(features, self.engine.classifier)))
         if self.kmeans is not None:
             anomaly = kmeans.score(self.kmeans, learn_input(features, self.engine.anomaly))
@@ -230,9 +259,9 @@ class LiveClassifyConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
             await self._refuse(CLOSE_UNAUTHENTICATED, "sign in first")
             return
         try:
-            model_id, self.threshold = parse_query(self.scope.get("query_string", b""))
+            model_id, self.threshold, variant = parse_query(self.scope.get("query_string", b""))
             self.setup = await database_sync_to_async(live_setup)(
-                user=user, project_id=self.project_id, device_pk=self.device_pk, model_id=model_id)
+                user=user, project_id=self.project_id, device_pk=self.device_pk, model_id=model_id, variant=variant)
         except LiveRefused as exc:
             await self._refuse(exc.code, exc.message)
             return

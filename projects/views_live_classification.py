@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
 from .access import user_access
+from .live_classification import VARIANTS
 from .models import Device, Role, TrainedModel
 
 
@@ -25,7 +26,10 @@ def live_choices(project) -> tuple[list[dict], list[dict]]:
         inp = spec.get("input", {})
         usable = m.impulse is not None and inp.get("type") != "image" and bool(m.keras_path or m.anomaly)
         accuracy = m.metrics.get("accuracy") if isinstance(m.metrics, dict) else None
+        table = (m.variants or {}).get("variants") or {}
+        variants = [name for name in VARIANTS if (table.get(name) or {}).get("path")] if m.keras_path else []
         models.append({"id": m.id, "labels": m.labels, "usable": usable, "created_at": m.created_at,
+                       "variants": variants,
                        "impulse_version": m.impulse.version if m.impulse else None, "accuracy": accuracy,
                        "axes": list(dict.fromkeys(a for d in spec.get("dsp", []) for a in d.get("axes", []))),
                        "window_ms": inp.get("window_size_ms"), "frequency_hz": inp.get("frequency_hz")})
@@ -41,5 +45,5 @@ def live_classification(request, project_id: int):
     models, devices = live_choices(access.project)
     return render(request, "live/classification.html", {
         "project": access.project, "role": access.role, "can_edit": access.can(Role.EDITOR),
-        "models": models, "devices": devices, "this_browser_url": _url("device-this-browser", project_id),
+        "models": models, "model_variants": {m["id"]: m["variants"] for m in models}, "devices": devices, "this_browser_url": _url("device-this-browser", project_id),
         "training_url": _url("training", project_id), "devices_url": _url("devices", project_id)})

@@ -6,6 +6,7 @@ offline device is reported; bad requests are refused with their close codes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -48,6 +49,7 @@ def _train_model(project):
     job saves it, with its impulse row."""
     from projects.models import Impulse, TrainedModel
     from projects.storage import project_prefix, save_bytes
+    from workers.ml.optimize import to_tflite_int8
     from workers.ml.pipeline import parse_impulse, sample_windows, step_features, train_impulse
     from workers.ml.samples import Sensor, TimeSeries
 
@@ -61,17 +63,21 @@ def _train_model(project):
             windows, _ = sample_windows(series, engine)
             feats.append(step_features(windows, AXES, engine.dsp[0], engine))
             labels += [label] * len(windows)
-    trained = train_impulse({"spectral": np.concatenate(feats)}, labels, engine)
+    x = np.concatenate(feats)
+    trained = train_impulse({"spectral": x}, labels, engine)
     assert trained.metrics["accuracy"] > 0.9, trained.metrics
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         trained.model.save(path)
         with open(path, "rb") as fh:
             keras_path = save_bytes(f"{project_prefix(project.id)}/models/live-test.keras", fh.read())
+    int8 = to_tflite_int8(trained.model, x)
+    int8_path = save_bytes(f"{project_prefix(project.id)}/models/live-test-int8.tflite", int8)
     impulse = Impulse.objects.create(project=project, version=1, spec=engine.spec)
     return TrainedModel.objects.create(project=project, impulse=impulse, learn_block="classifier",
                                        labels=trained.labels, keras_path=keras_path, anomaly=trained.anomaly,
-                                       metrics=trained.metrics)
+                                       metrics=trained.metrics, variants={"variants": {"int8": {
+                                           "path": int8_path, "sha256": hashlib.sha256(int8).hexdigest()}}})
 
 
 def _online_pk(device_id: str):
@@ -162,11 +168,12 @@ def test_two_streaming_devices_are_classified_window_by_window_with_the_right_la
         return await asyncio.gather(
             _collect(f"{base}{wave_pk}?model={model.id}", cookie, windows=8, threshold_change=True),
             _collect(f"{base}{idle_pk}?model={model.id}&threshold=0.7", cookie, windows=8),
+            _collect(f"{base}{wave_pk}?model={model.id}&variant=int8", cookie, windows=4),
             _offline(f"{base}{offline.pk}?model={model.id}", cookie))
 
     with _Simulation(asgi_server.url, api_keys["ingestion"], ("wave", "idle")):
         wave_pk, idle_pk = _wait_online("wave-0000"), _wait_online("idle-0000")
-        wave, idle, off = _run(sockets(wave_pk, idle_pk))
+        wave, idle, int8, off = _run(sockets(wave_pk, idle_pk))
 
         # The page: the sidebar leads there, the newest model is chosen, the idle device is picked and started.
         login_page(page, asgi_server.url, "vic")
@@ -174,18 +181,21 @@ def test_two_streaming_devices_are_classified_window_by_window_with_the_right_la
         page.click("text=Live classification")
         page.select_option("[data-testid=lc-device]", str(idle_pk))
         assert page.input_value("[data-testid=lc-model]") == str(model.id)
+        page.select_option("[data-testid=lc-variant]", "int8")
         page.click("[data-testid=lc-start]")
         page.wait_for_function("document.querySelectorAll('[data-testid=lc-rows] tr').length >= 3", timeout=45_000)
         top = page.text_content("[data-testid=lc-top]")
         cells = page.locator("[data-testid=lc-timeline] i").count()
+        status = page.text_content("[data-testid=lc-status]")
         page.click("#lc-stop")
         page.wait_for_function("document.getElementById('lc-status').textContent.startsWith('stopped')")
 
-    assert top == "idle" and cells >= 3
-    for messages, label, threshold in ((wave, "wave", 0.6), (idle, "idle", 0.7)):
+    assert top == "idle" and cells >= 3 and status.startswith("classifying")
+    for messages, label, threshold in ((wave, "wave", 0.6), (idle, "idle", 0.7), (int8, "wave", 0.6)):
         ready = next(m for m in messages if m["type"] == "ready")
         assert ready["model"]["id"] == model.id and ready["model"]["labels"] == ["idle", "wave"]
         assert ready["device"]["axes"] == AXES and ready["threshold"] == threshold
+        assert ready["model"]["variant"] == ("int8" if messages is int8 else "keras")
         results = [m for m in messages if m["type"] == "classification"]
         right = sum(r["label"] == label for r in results)
         assert right >= 0.8 * len(results), [(r["label"], r["scores"]) for r in results]
@@ -219,6 +229,8 @@ def test_bad_requests_are_refused_with_a_close_code_and_a_reason(asgi_server, pr
     theirs = TrainedModel.objects.create(project=other_project, labels=["a", "b"], keras_path="x.keras",
                                          impulse=Impulse.objects.create(project=other_project, version=1, spec=SPEC))
     their_device = Device.objects.create(project=other_project, device_id="board-9")
+    plain = TrainedModel.objects.create(project=project, labels=["a", "b"], keras_path="x.keras",
+                                        impulse=Impulse.objects.create(project=project, version=2, spec=SPEC))
     image = TrainedModel.objects.create(project=project, labels=["cat", "dog"], keras_path="x.keras",
                                         impulse=Impulse.objects.create(project=project, version=1, spec={
                                             "input": {"type": "image", "width": 32, "height": 32}}))
@@ -233,6 +245,8 @@ def test_bad_requests_are_refused_with_a_close_code_and_a_reason(asgi_server, pr
         (f"{base}{device.pk}?model=abc", bob, 4400, "model must be a model id"),
         (f"{base}{device.pk}?model={image.id}&threshold=1.5", bob, 4400, "threshold must be a number in 0..1"),
         (f"{base}{device.pk}?model={image.id}", bob, 4422, "classifies images"),
+        (f"{base}{device.pk}?model={plain.id}&variant=int9", bob, 4400, "variant must be one of float32, int8"),
+        (f"{base}{device.pk}?model={plain.id}&variant=int8", bob, 4422, f"model {plain.id} has no int8 variant"),
     ]
 
     async def scenario():
