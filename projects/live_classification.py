@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -246,6 +249,27 @@ class LiveModel:
         return out
 
 
+_CACHE: OrderedDict[tuple, LiveModel] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 4  # models kept loaded per server process: a few watchers of one model load it once
+
+
+def live_model(setup: LiveSetup) -> LiveModel:
+    """The loaded model for this setup, from the process's small cache when another socket loaded it."""
+    key = (setup.model_id, setup.variant, setup.keras_path, setup.variant_sha256, setup.impulse_version,
+           json.dumps(setup.anomaly, sort_keys=True) if setup.anomaly else "")
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    model = LiveModel(setup)
+    with _CACHE_LOCK:
+        _CACHE[key] = model
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return model
+
+
 class LiveClassifyConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
     async def connect(self):
         from . import services_devices
@@ -306,7 +330,7 @@ class LiveClassifyConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
     async def _load_and_classify(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.model = await loop.run_in_executor(_EXECUTOR, LiveModel, self.setup)
+            self.model = await loop.run_in_executor(_EXECUTOR, live_model, self.setup)
         except Exception as exc:
             log.exception("live classification: model %s failed to load", self.setup.model_id)
             await self.send_json({"type": "error", "message": f"model {self.setup.model_id} could not be loaded: "
