@@ -27,9 +27,8 @@ from django.utils import timezone
 from workers import progress
 from workers.ml import samples as canonical
 from workers.ml.pipeline import (
-    Impulse as EngineImpulse,
-)
-from workers.ml.pipeline import (
+    NONLINEAR_BELOW_EXPLAINED,
+    NONLINEAR_MAX_POINTS,
     ImpulseError,
     check_frequency,
     check_window_fit,
@@ -41,6 +40,10 @@ from workers.ml.pipeline import (
     step_features,
     train_impulse,
     transfer_weights_missing,
+    tsne_2d,
+)
+from workers.ml.pipeline import (
+    Impulse as EngineImpulse,
 )
 
 from .models import Category, FeatureSet, Impulse, Job, JobStatus, Project, Sample, TrainedModel
@@ -400,7 +403,14 @@ def features_run(claim: Claim, watch: CancelWatch) -> dict:
         if len(x) > EXPLORER_MAX_POINTS
         else np.arange(len(x))
     )
-    xy = pca_2d(x[keep]) if len(keep) else np.zeros((0, 2))
+    xy, explained = pca_2d(x[keep], return_explained=True)
+    tsne = None
+    if explained < NONLINEAR_BELOW_EXPLAINED and 5 <= len(keep) <= NONLINEAR_MAX_POINTS:
+        watch.check()
+        progress.report(
+            job.id, 0.95, f"PCA keeps {explained:.0%} of the variance; computing a t-SNE map too"
+        )
+        tsne = [[round(float(a), 3), round(float(b), 3)] for a, b in tsne_2d(x[keep])]
     label_names = sorted(set(labels))
     points = [
         [
@@ -434,7 +444,13 @@ def features_run(claim: Claim, watch: CancelWatch) -> dict:
         "blocks": blocks,
         "cache": {"hits": cache["hits"], "misses": cache["misses"]},
         "left_out": cache["left_out"][:100],
-        "explorer": {"method": "pca", "labels": label_names, "points": points},
+        "explorer": {
+            "method": "pca",
+            "labels": label_names,
+            "points": points,
+            "pca_explained": round(explained, 4),
+            "tsne": tsne,
+        },
     }
 
 

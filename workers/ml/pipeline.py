@@ -610,18 +610,46 @@ def check_frequency(frequencies_hz: dict[str, float], impulse: Impulse | TimeSer
         )
 
 
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    """Project rows onto their first two principal components (standardised features)."""
+def _standardise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def pca_2d(x: np.ndarray, *, return_explained: bool = False):
+    """Project rows onto their first two principal components (standardised features); with
+    return_explained also the share of the variance those two components hold."""
     x = np.asarray(x, dtype=np.float64)
     if len(x) == 0:
-        return np.zeros((0, 2))
-    std = x.std(axis=0)
-    xs = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    _, _, vt = np.linalg.svd(xs, full_matrices=False)
-    out = xs @ vt[:2].T
-    if out.shape[1] < 2:
-        out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
-    return out
+        out, explained = np.zeros((0, 2)), 1.0
+    else:
+        xs = _standardise(x)
+        _, sv, vt = np.linalg.svd(xs, full_matrices=False)
+        out = xs @ vt[:2].T
+        if out.shape[1] < 2:
+            out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+        total = float((sv**2).sum())
+        explained = float((sv[:2] ** 2).sum() / total) if total > 0 else 1.0
+    return (out, explained) if return_explained else out
+
+
+# A non-linear map helps when two linear axes hold little of the spread; it costs seconds per
+# thousand points, so it is made only for explorer-sized sets.
+NONLINEAR_BELOW_EXPLAINED = 0.6
+NONLINEAR_MAX_POINTS = 2000
+
+
+def tsne_2d(x: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """A t-SNE map of the standardised rows (neighbourhoods kept, distances between clusters not)."""
+    from sklearn.manifold import TSNE
+
+    xs = _standardise(x)
+    if len(xs) < 5:
+        return pca_2d(x)
+    perplexity = float(min(30, max(2, (len(xs) - 1) // 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        xs
+    )
 
 
 # --- learning -----------------------------------------------------------------------------------

@@ -210,3 +210,19 @@ def test_a_regression_block_learns_a_numeric_label():
     assert result.labels == ["reg"] and result.metrics["mae"] < 1.0
     with pytest.raises(ImpulseError, match="numeric labels"):
         pipeline.train_impulse({"spectral": np.concatenate(rows)}, ["fast"] * len(targets), imp)
+
+
+def test_pca_reports_the_variance_it_keeps_and_tsne_keeps_clusters_apart():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (8, 20))  # eight clusters span more than the two PCA axes can show
+    labels = np.repeat(np.arange(8), 15)
+    x = centres[labels] + rng.normal(0, 1, (120, 20))
+    _, explained = pipeline.pca_2d(x, return_explained=True)
+    assert 0 < explained < pipeline.NONLINEAR_BELOW_EXPLAINED
+    xy = pipeline.tsne_2d(x)
+    assert xy.shape == (120, 2)
+    d = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (
+        labels[d.argmin(1)] == labels
+    ).mean() > 0.95  # each point's nearest neighbour shares its label
