@@ -266,6 +266,7 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
     from channels.routing import URLRouter
     from channels.testing import WebsocketCommunicator
 
+    from projects.live_classification import MAX_BATCH
     from projects.models import Device, Impulse, TrainedModel
     from projects.services_devices import classify_group
     from studio.routing import websocket_urlpatterns
@@ -311,6 +312,10 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
         await layer.group_send(classify_group(board.pk), rows_message(stream.next_rows(300), 5, 7))
         gap = await until(ws, "status", "gap")
         after = await until(ws, "classification")
+        # 20 s of rows at once (a stalled network catching up): the oldest windows are dropped, not queued.
+        await layer.group_send(classify_group(board.pk), rows_message(stream.next_rows(2000), 8, 30))
+        behind = await until(ws, "status", "behind")
+        caught_up = [await until(ws, "classification") for _ in range(MAX_BATCH)]
         await ws.send_json_to({"threshold": "high"})
         refused = await until(ws, "error")
         await ws.disconnect()
@@ -324,11 +329,13 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
         await layer.group_send(classify_group(mic.pk), rows_message(np.zeros((100, 1)), 1, 1))
         assert await other.receive_nothing(timeout=1.0)
         await other.disconnect()
-        return ready, first, gap, after, refused, mismatch, again
+        return ready, first, gap, after, behind, caught_up, refused, mismatch, again
 
-    ready, first, gap, after, refused, mismatch, again = _run(scenario())
+    ready, first, gap, after, behind, caught_up, refused, mismatch, again = _run(scenario())
     assert ready["model"]["labels"] == [] and ready["model"]["anomaly_threshold"] == trained.anomaly["threshold"]
     assert first["scores"] == {} and first["label"] is None and first["anomaly"] > 0 and first["t_ms"] == 500.0
     assert "rows 2..4" in gap["message"] and after["t_ms"] >= 2000.0 + 500.0
+    assert behind["skipped"] > 0 and caught_up[0]["t_ms"] > after["t_ms"] + 500 * behind["skipped"]
+    assert [m["t_ms"] for m in caught_up] == [caught_up[0]["t_ms"] + 500 * i for i in range(MAX_BATCH)]
     assert "threshold must be a number in 0..1" in refused["message"]
     assert "streams audio; the impulse needs accX, accY, accZ" in mismatch["message"] == again["message"]
