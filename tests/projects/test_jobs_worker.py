@@ -131,3 +131,34 @@ def test_a_job_that_keeps_losing_its_worker_fails_with_the_reason(
         assert done.finished_at is not None
     finally:
         worker.stop()
+
+
+def test_a_job_whose_whole_worker_is_killed_is_taken_by_the_next_worker(
+    project, users, tmp_path, settings
+):
+    from django.db import connection
+
+    actor = ready_to_train(project, users, epochs=30)
+    # Redis gives an unacknowledged message back after the visibility timeout: short here
+    env = media_env(settings) | {"CELERY_VISIBILITY_TIMEOUT": "5"}
+    first = start_celery_worker(tmp_path, connection.settings_dict, name="w1", extra_env=env)
+    second = None
+    try:
+        job = services_training.train_start(project=project, actor=actor)
+        wait_for(lambda: running_epochs(job.id) >= 2, 120, "epochs to be reported", first)
+        first.stop(sig=signal.SIGKILL)  # the main process and its pool, no goodbye to the broker
+        assert Job.objects.get(pk=job.id).status == "running"
+        second = start_celery_worker(tmp_path, connection.settings_dict, name="w2", extra_env=env)
+        wait_for(
+            lambda: Job.objects.get(pk=job.id).status == "succeeded",
+            240,
+            "the job to finish",
+            second,
+        )
+        done = Job.objects.get(pk=job.id)
+        assert done.attempts == 2 and done.worker.startswith("w2@")
+        assert done.trained_models.count() == 1
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
