@@ -127,6 +127,8 @@ def test_the_gesture_story_in_a_browser(
     assert test_accuracy >= 60
     assert page.locator("[data-testid=per-sample] tr").count() == 13
     assert page.locator("#test-confusion [data-testid=confusion-matrix]").count() == 1
+    page.click("[data-testid=per-sample] tr >> nth=1 >> text=Scores")
+    page.wait_for_selector("[data-testid=score-chart][data-windows='6']")
 
     page.goto(f"{base}/projects/{project.id}/jobs")
     jobs = list(Job.objects.filter(project=project).values_list("kind", "status"))
