@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.devices.simulate import SimulationParams, simulate  # noqa: E402
+from workers.devices.simulate import SimulationParams, simulate
 
 
 def _client(url: str, key: str, params: SimulationParams, warmup: float, out: mp.Queue) -> None:
@@ -44,7 +44,7 @@ def _client(url: str, key: str, params: SimulationParams, warmup: float, out: mp
         try:
             await task
             error = ""
-        except Exception as exc:  # report it with the figures instead of losing the whole run
+        except Exception as exc:  # noqa: BLE001 (report it with the figures, not lose the run)
             error = f"{exc.__class__.__name__}: {exc}"
         latencies = [x for d, m in zip(devices, marks) for x in d.stats.latencies[m:]]
         recorded = 0

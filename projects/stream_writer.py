@@ -56,7 +56,7 @@ class StreamWriter:
                 try:
                     await asyncio.get_running_loop().run_in_executor(
                         _thread, _store, [(pk, chunks) for pk, chunks, _ in batch])
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 (each waiting connection retries)
                     for *_, future in batch:
                         if not future.done():
                             future.set_exception(exc)

@@ -16,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 
 from projects import device_consumer
 from projects.device_consumer import DeviceConsumer
+from tests.helpers.aio import run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,10 +82,6 @@ class Device:
             message = await self.recv(timeout)
             if key in message:
                 return message
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def rows(n: int, start: float = 0.0) -> list[list[float]]:
@@ -343,7 +340,7 @@ def test_while_frames_arrive_acknowledgements_come_at_least_every_200_ms(api_key
                         acks.append(loop.time())
             return np.diff(acks), seq
 
-    gaps, sent = run(scenario())
+    gaps, _sent = run(scenario())
     assert len(gaps) >= 5
     assert np.median(gaps) <= 0.15 and np.percentile(gaps, 90) <= 0.2, gaps
 
@@ -464,7 +461,7 @@ def test_the_browser_is_told_when_the_device_vanishes_mid_sample(api_keys, proje
         dev = Device()
         await dev.__aenter__()
         await dev.handshake(api_keys["ingestion"], "vanisher")
-        await layer.group_send("device-" + str((await _device_pk("vanisher"))),
+        await layer.group_send("device-" + str(await _device_pk("vanisher")),
                                {"type": "device.command", "command": {"sample": {"label": "wave", "length": 2000,
                                                                                  "path": "/api/training/data",
                                                                                  "hmacKey": "k", "interval": 10,

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import websockets
 
+from tests.helpers.aio import run
 from workers.devices.protocol import Identity, SensorInfo
 from workers.devices.simulate import SimulationParams, simulate
 from workers.devices.streamer import StreamingDevice
@@ -98,7 +99,7 @@ def test_remote_sampling_end_to_end_the_browser_sees_every_step_and_the_signed_s
             await runner
             return steps
 
-    steps = asyncio.run(scenario())
+    steps = run(scenario())
     assert steps[:2] == ["accepted", "started"] and steps[-2:] == ["uploading", "finished"]
     assert "reading" in steps
     sample = Sample.objects.get(project=project, label="wave")
@@ -123,7 +124,7 @@ def test_a_sample_request_for_a_sensor_the_device_lacks_is_refused(asgi_server, 
         await runner
         return results
 
-    (s1, b1), (s2, b2) = asyncio.run(scenario())
+    (s1, b1), (s2, b2) = run(scenario())
     assert s1 == 400 and b1["field"] == "sensor"
     assert s2 == 400 and b2["field"] == "length_ms"
 
@@ -166,7 +167,7 @@ def test_streaming_with_a_recording_started_and_stopped_from_the_api_and_a_live_
         await sim
         return devices[0], started, stopped, live
 
-    device, started, stopped, live = asyncio.run(scenario())
+    device, started, stopped, live = run(scenario())
     assert device.unacked == 0 and device.stats.warnings == 0
     assert all(m["type"] == "live" and m["interval_ms"] == 10 and len(m["rows"][0]) == 3 for m in live)
     assert started["fromSeq"] == stopped["fromSeq"]
@@ -226,7 +227,7 @@ def test_a_redis_restart_mid_stream_loses_nothing_acknowledged(asgi_server, api_
         await asyncio.wait_for(sim, 60)
         return devices, acked_before
 
-    devices, acked_before = asyncio.run(scenario())
+    devices, acked_before = run(scenario())
     assert acked_before > 0
     for device in devices:
         assert device.unacked == 0, device.stats

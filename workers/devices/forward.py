@@ -200,7 +200,7 @@ class Forwarder:
 
     async def _record(self, sensor: str, length_ms: int, interval_ms: float):
         # The board sends at its own rate; the sample is recorded at that rate, whatever was asked.
-        wanted = max(1, int(round(length_ms / self.detected.interval_ms)))
+        wanted = max(1, round(length_ms / self.detected.interval_ms))
         future = asyncio.get_running_loop().create_future()
         self._recorders.append((wanted, [], future))
         rows = await asyncio.wait_for(future, length_ms / 1000 * 2 + 5)

@@ -45,7 +45,7 @@ def make_device(server: str, api_key: str, params: SimulationParams, index: int)
 
     async def record(sensor: str, length_ms: int, interval_ms: float) -> np.ndarray:
         # A fresh signal at the requested interval, delivered after the requested length, like a board.
-        rows = max(1, int(round(length_ms / interval_ms)))
+        rows = max(1, round(length_ms / interval_ms))
         await asyncio.sleep(length_ms / 1000)
         sampler = GestureSignal(signal.params, rate_hz=1000 / interval_ms, axes=params.axes, seed=index + 10_000)
         return sampler.next_rows(rows)
@@ -61,7 +61,7 @@ def make_device(server: str, api_key: str, params: SimulationParams, index: int)
 
 async def _produce(device: StreamingDevice, signal: GestureSignal, params: SimulationParams,
                    stop: asyncio.Event, start: float) -> None:
-    rows_per_frame = max(1, int(round(params.rate_hz * params.frame_ms / 1000)))
+    rows_per_frame = max(1, round(params.rate_hz * params.frame_ms / 1000))
     period = rows_per_frame / params.rate_hz
     k = 0
     while not stop.is_set():
@@ -71,7 +71,7 @@ async def _produce(device: StreamingDevice, signal: GestureSignal, params: Simul
             try:
                 await asyncio.wait_for(stop.wait(), delay)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         device.push(signal.next_rows(rows_per_frame))
         k += 1
@@ -97,7 +97,7 @@ async def simulate(server: str, api_key: str, params: SimulationParams, *, stop:
         if params.seconds is not None:
             try:
                 await asyncio.wait_for(stop.wait(), params.seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         else:
             await stop.wait()

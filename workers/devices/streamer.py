@@ -120,8 +120,7 @@ class StreamingDevice:
                 backoff = 0.2
             except DeviceClientError:
                 raise
-            except (OSError, asyncio.TimeoutError, websockets.ConnectionClosed, websockets.InvalidHandshake,
-                    websockets.InvalidURI) as exc:
+            except (TimeoutError, OSError, websockets.ConnectionClosed, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
                 if code in FATAL_CLOSE:
                     raise DeviceClientError(f"closed with {code} ({FATAL_CLOSE[code]}): "
@@ -192,14 +191,13 @@ class StreamingDevice:
         # A stop event makes the receive loop return once everything is acknowledged; the sender
         # wakes every 100 ms to notice ack-driven progress too.
         while True:
-            if self._cursor < self.acked_seq + 1:
-                self._cursor = self.acked_seq + 1
+            self._cursor = max(self._cursor, self.acked_seq + 1)
             rows = self.frames.get(self._cursor)
             if rows is None:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), 0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             await self._take_tokens(len(rows))
@@ -290,7 +288,7 @@ class StreamingDevice:
             self.on_event("sampled", {"label": label, "rows": len(values)})
         except websockets.ConnectionClosed:
             pass
-        except Exception as exc:  # the device reports any failure to the studio, as EI devices do
+        except Exception as exc:  # noqa: BLE001 (the device reports any failure, as EI devices do)
             try:
                 await say({"sample": False, "error": f"{exc.__class__.__name__}: {exc}"[:200]})
             except websockets.ConnectionClosed:

@@ -12,6 +12,7 @@ import tty
 import numpy as np
 import pytest
 
+from tests.helpers.aio import run
 from workers.devices.forward import (
     Detected,
     Forwarder,
@@ -91,7 +92,7 @@ def test_the_forwarder_detects_frequency_and_axes_from_a_pty(separator):
     board.start()
     try:
         forwarder = Forwarder(reader, ForwardParams(port=board.port, detect_s=1.0))
-        detected = asyncio.run(forwarder.detect())
+        detected = run(forwarder.detect())
     finally:
         reader.close()
         board.close()
@@ -137,7 +138,7 @@ def test_forwarded_values_land_in_a_recorded_sample_and_remote_sampling_records_
         return detected, started, stopped
 
     try:
-        detected, started, stopped = asyncio.run(scenario())
+        detected, started, stopped = run(scenario())
     finally:
         reader.close()
         board.close()
