@@ -195,8 +195,10 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
                  "--disable-dev-shm-usage"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    """A headless Chromium for one test. Not session-wide: Playwright's sync API keeps an event loop
+    running in the test thread while it is open, which would break later tests' asyncio.run()."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; `make test` installs Debian's chromium package")
