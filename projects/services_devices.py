@@ -222,6 +222,11 @@ def live_group(device_pk: int) -> str:
     return f"device-live-{device_pk}"
 
 
+def classify_group(device_pk: int) -> str:
+    """Where every stored row goes while a live classifier watches (projects/live_classification.py)."""
+    return f"device-classify-{device_pk}"
+
+
 async def project_event(project_id: int, event: dict) -> None:
     layer = get_channel_layer()
     try:
