@@ -46,6 +46,7 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         self.resend_requested_for: int | None = None
         self.sampling = False
         self.watch_until = 0.0
+        self.classify_until = 0.0  # a live classifier wants every stored row (device.watch with full)
         self.rate_window_start = time.monotonic()
         self.rate_values = 0
         self.rate_strikes = 0
@@ -269,6 +270,15 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
                      "interval_ms": self.interval_ms, "seq": self.acked_seq})
             except Exception:
                 pass  # the live view is best effort; storage and acks are what must not fail
+        if self.classify_until > time.monotonic():
+            # Live classification (projects/live_classification.py) needs every stored row, not the live view's few.
+            try:
+                await self.channel_layer.group_send(
+                    devices.classify_group(self.device["pk"]),
+                    {"type": "device.rows", "data": b"".join(data for _, _, data in batch), "axes": batch[0][1],
+                     "interval_ms": self.interval_ms, "from_seq": batch[0][0], "seq": self.acked_seq})
+            except Exception:
+                pass  # as the live view: best effort
         return True
 
     async def _stream_mark(self, body) -> None:
@@ -297,7 +307,11 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         await self.send_msg(command)
 
     async def device_watch(self, event):
-        self.watch_until = time.monotonic() + event.get("seconds", 10)
+        until = time.monotonic() + event.get("seconds", 10)
+        if event.get("full"):
+            self.classify_until = until  # a live classifier (projects/live_classification.py)
+        else:
+            self.watch_until = until
 
     async def disconnect(self, code):
         self.closed = True
