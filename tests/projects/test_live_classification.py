@@ -13,13 +13,13 @@ import os
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import websockets
 
 from tests.conftest import login_page
+from tests.helpers.aio import run
 from workers.devices.signals import GestureParams, GestureSignal
 from workers.devices.simulate import SimulationParams, simulate
 
@@ -101,12 +101,6 @@ async def _collect(url: str, cookie: str, *, windows: int, timeout: float = 45, 
     return messages
 
 
-def _run(coroutine):
-    # Playwright's sync API (a session fixture) holds an event loop in this thread: run in another one.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
 class _Simulation(threading.Thread):
     """Simulated devices streaming from their own thread and event loop while the test drives sockets and a
     browser from this one."""
@@ -173,7 +167,7 @@ def test_two_streaming_devices_are_classified_window_by_window_with_the_right_la
 
     with _Simulation(asgi_server.url, api_keys["ingestion"], ("wave", "idle")):
         wave_pk, idle_pk = _wait_online("wave-0000"), _wait_online("idle-0000")
-        wave, idle, int8, off = _run(sockets(wave_pk, idle_pk))
+        wave, idle, int8, off = run(sockets(wave_pk, idle_pk))
 
         # The page: the sidebar leads there, the newest model is chosen, the idle device is picked and started.
         login_page(page, asgi_server.url, "vic")
@@ -252,7 +246,7 @@ def test_bad_requests_are_refused_with_a_close_code_and_a_reason(asgi_server, pr
     async def scenario():
         return [await _refused(url, cookie) for url, cookie, _, _ in cases]
 
-    for (url, _, code, reason), (got_code, messages) in zip(cases, _run(scenario())):
+    for (url, _, code, reason), (got_code, messages) in zip(cases, run(scenario())):
         assert got_code == code, (url, got_code, messages)
         assert messages and messages[-1]["type"] == "error" and reason in messages[-1]["message"], (url, messages)
 
@@ -331,7 +325,7 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
         await other.disconnect()
         return ready, first, gap, after, behind, caught_up, refused, mismatch, again
 
-    ready, first, gap, after, behind, caught_up, refused, mismatch, again = _run(scenario())
+    ready, first, gap, after, behind, caught_up, refused, mismatch, again = run(scenario())
     assert ready["model"]["labels"] == [] and ready["model"]["anomaly_threshold"] == trained.anomaly["threshold"]
     assert first["scores"] == {} and first["label"] is None and first["anomaly"] > 0 and first["t_ms"] == 500.0
     assert "rows 2..4" in gap["message"] and after["t_ms"] >= 2000.0 + 500.0
@@ -339,3 +333,51 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
     assert [m["t_ms"] for m in caught_up] == [caught_up[0]["t_ms"] + 500 * i for i in range(MAX_BATCH)]
     assert "threshold must be a number in 0..1" in refused["message"]
     assert "streams audio; the impulse needs accX, accY, accZ" in mismatch["message"] == again["message"]
+
+
+def test_a_full_watch_makes_the_device_consumer_send_every_stored_row_to_the_classify_group(api_keys):
+    """The device consumer's side of live classification, at unit level: without a full watch no rows go to
+    device-classify-<pk>; with one, each stored batch's exact rows do (a plain watch is the live view's)."""
+    from channels.layers import get_channel_layer
+    from channels.testing import WebsocketCommunicator
+
+    from projects.device_consumer import DeviceConsumer
+    from projects.services_devices import classify_group, device_group
+
+    async def scenario():
+        layer = get_channel_layer()
+        device = WebsocketCommunicator(DeviceConsumer.as_asgi(), "/ws/device")
+        assert (await device.connect())[0]
+        await device.send_json_to({"hello": {"version": 3, "apiKey": api_keys["ingestion"], "deviceId": "b-1",
+                                             "deviceType": "NANO33BLE"}})
+        assert (await device.receive_json_from())["hello"] is True
+        await device.send_json_to({"streamStart": {"interval_ms": 10, "sensors": [{"name": a} for a in AXES]}})
+        assert (await device.receive_json_from())["streamStart"] is True
+        from projects.models import Device
+
+        pk = (await asyncio.to_thread(lambda: Device.objects.get(device_id="b-1"))).pk
+        listener = await layer.new_channel()
+        await layer.group_add(classify_group(pk), listener)
+        rows = [[0.5, -1.25, 9.75], [0.25, -1.0, 9.5]]
+
+        async def frame(seq: int) -> None:
+            await device.send_json_to({"stream": {"seq": seq, "values": rows}})
+            while (await device.receive_json_from()).get("streamAck", {}).get("seq") != seq:
+                pass
+
+        await layer.group_send(device_group(pk), {"type": "device.watch", "seconds": 10})  # the live view's
+        await frame(0)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(listener), 0.5)
+        await layer.group_send(device_group(pk), {"type": "device.watch", "seconds": 10, "full": True})
+        await asyncio.sleep(0.1)
+        await frame(1)
+        message = await asyncio.wait_for(layer.receive(listener), 5)
+        await device.disconnect()
+        return message
+
+    message = run(scenario())
+    assert message["type"] == "device.rows" and message["from_seq"] == 1 and message["seq"] == 1
+    assert message["axes"] == 3 and message["interval_ms"] == 10
+    assert np.frombuffer(message["data"], np.float32).reshape(-1, 3).tolist() == [[0.5, -1.25, 9.75],
+                                                                                  [0.25, -1.0, 9.5]]
