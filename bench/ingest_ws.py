@@ -85,6 +85,25 @@ def _cpu_seconds(pid: int | None) -> float:
     return total
 
 
+def _cpu_wait_seconds(pid: int | None) -> float:
+    """Seconds the server's processes spent runnable but waiting for a CPU (Linux schedstat, main
+    threads): on a shared machine this, not the server's own cost, is often what stretches latency."""
+    if not pid:
+        return 0.0
+    import psutil
+
+    total = 0.0
+    try:
+        for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+            try:
+                total += int(Path(f"/proc/{p.pid}/schedstat").read_text().split()[1]) / 1e9
+            except (OSError, IndexError, ValueError):
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
 def run_once(url: str, key: str, devices: int, seconds: float, procs: int, warmup: float, rate: float,
              axes: int, frame_ms: float, server_pid: int | None) -> dict:
     run_id = f"b{int(time.time()) % 100000}-{devices}"
@@ -96,11 +115,11 @@ def run_once(url: str, key: str, devices: int, seconds: float, procs: int, warmu
         params = SimulationParams(devices=n, rate_hz=rate, axes=axes, label="wave", seconds=seconds, record=True,
                                   frame_ms=frame_ms, device_prefix=f"{run_id}-p{i}")
         workers.append(mp.Process(target=_client, args=(url, key, params, warmup, queue)))
-    cpu0, t0 = _cpu_seconds(server_pid), time.monotonic()
+    cpu0, wait0, t0 = _cpu_seconds(server_pid), _cpu_wait_seconds(server_pid), time.monotonic()
     for w in workers:
         w.start()
     results = [queue.get(timeout=seconds + 600) for _ in workers]
-    cpu1, t1 = _cpu_seconds(server_pid), time.monotonic()
+    cpu1, wait1, t1 = _cpu_seconds(server_pid), _cpu_wait_seconds(server_pid), time.monotonic()
     for w in workers:
         w.join(10)
     lat = np.concatenate([np.asarray(r["latencies"], dtype=float) for r in results]) * 1000
@@ -117,6 +136,7 @@ def run_once(url: str, key: str, devices: int, seconds: float, procs: int, warmu
         "bad_marks": sum(r["bad_marks"] for r in results),
         "reconnects": sum(r["reconnects"] for r in results), "warnings": sum(r["warnings"] for r in results),
         "server_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0) if server_pid else float("nan"),
+        "server_wait_pct": 100 * (wait1 - wait0) / (t1 - t0) if server_pid else float("nan"),
         "errors": [r["error"] for r in results if r["error"]],
         "client_cpu_pct": sum(r["client_cpu_pct"] for r in results),
     }
@@ -138,13 +158,13 @@ def main() -> int:
     if not args.api_key:
         parser.error("--api-key (or STUDIO_API_KEY) is required")
     print(f"{'devices':>7} {'values/s stored':>16} {'expected':>9} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} "
-          f"{'reconn':>6} {'server CPU':>10} {'client CPU':>10}  verdict", flush=True)
+          f"{'reconn':>6} {'server CPU':>10} {'CPU wait':>8} {'client CPU':>10}  verdict", flush=True)
     for n in [int(x) for x in args.devices.split(",")]:
         r = run_once(args.url, args.api_key, n, args.seconds, args.procs, args.warmup, args.rate, args.axes,
                      args.frame_ms, args.server_pid)
         ok = r["lost_values"] == 0 and r["p99_ms"] < 100 and r["bad_marks"] == 0 and not r["errors"]
         print(f"{r['devices']:>7} {r['values_per_s']:>16,.0f} {r['expected_per_s']:>9,.0f} {r['p50_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {r['lost_values']:>5} {r['reconnects']:>6} {r['server_cpu_pct']:>9.0f}% {r['client_cpu_pct']:>9.0f}%  "
+              f"{r['p99_ms']:>7.1f} {r['lost_values']:>5} {r['reconnects']:>6} {r['server_cpu_pct']:>9.0f}% {r['server_wait_pct']:>7.0f}% {r['client_cpu_pct']:>9.0f}%  "
               f"{'holds' if ok else 'FAILS'}"
               + (f"  ({r['bad_marks']} recordings failed)" if r["bad_marks"] else "")
               + (f"  errors: {r['errors'][:2]}" if r["errors"] else ""), flush=True)

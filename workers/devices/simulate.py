@@ -32,6 +32,7 @@ class SimulationParams:
     device_prefix: str = "sim"
     keep_acked: bool = False
     category: str = "training"
+    mark_timeout_s: float = 120.0  # a stop turns the stream into a sample; many at once queue up
 
 
 def axis_names(axes: int) -> list[str]:
@@ -89,7 +90,8 @@ async def simulate(server: str, api_key: str, params: SimulationParams, *, stop:
     start = time.monotonic()
     runners = [asyncio.create_task(d.run(done)) for d, _ in pairs]
     if params.record:
-        await asyncio.gather(*(d.mark("start", params.label, params.category) for d, _ in pairs))
+        await asyncio.gather(*(d.mark("start", params.label, params.category, timeout=params.mark_timeout_s)
+                               for d, _ in pairs))
     producers = [asyncio.create_task(_produce(d, s, params, stop, start + i * 0.0007)) for i, (d, s) in
                  enumerate(pairs)]
     reporter = asyncio.create_task(_report(pairs, start)) if progress else None
@@ -105,7 +107,8 @@ async def simulate(server: str, api_key: str, params: SimulationParams, *, stop:
         stop.set()
         await asyncio.gather(*producers, return_exceptions=True)
         if params.record:
-            replies = await asyncio.gather(*(d.mark("stop") for d, _ in pairs), return_exceptions=True)
+            replies = await asyncio.gather(*(d.mark("stop", timeout=params.mark_timeout_s) for d, _ in pairs),
+                                           return_exceptions=True)
             for (d, _), reply in zip(pairs, replies):
                 d.recording_result = reply
                 if progress:

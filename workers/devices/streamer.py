@@ -93,8 +93,10 @@ class StreamingDevice:
         body = {"action": action}
         if action == "start":
             body |= {"label": label, "category": category}
-        if action == "stop":
-            await self.wait_acked(timeout=timeout)  # a stop covers what was pushed before it
+        if action == "stop" and not await self.wait_acked(timeout=timeout):
+            # A stop covers what was pushed before it: sending it now would leave those frames out.
+            raise DeviceClientError(f"{self.unacked} frame(s) still unacknowledged after {timeout:g} s; "
+                                    "the recording was not stopped")
         await self._ws.send(encode({"streamMark": body}, self.binary))
         return await asyncio.wait_for(self._mark_reply, timeout)
 
