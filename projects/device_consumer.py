@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 
@@ -16,6 +17,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import services_devices as devices
 from .consumer_resilience import ResilientChannelReceive
 from .stream_writer import writer as stream_writer
+
+log = logging.getLogger(__name__)
 
 # Close codes (docs/device-protocol.md).
 CLOSE_AUTH = 4001           # missing, invalid, revoked or non-ingestion API key
@@ -123,18 +126,28 @@ class DeviceConsumer(ResilientChannelReceive, AsyncWebsocketConsumer):
         except devices.DeviceProtocolError as exc:
             await self.fail(CLOSE_BAD_HELLO, exc.message, hello=True)
             return
+        # The hello has arrived: a slow database (a thousand devices saying hello at once) must not
+        # turn it into "no hello".
+        self.hello_timer.cancel()
         try:
             device = await database_sync_to_async(devices.device_hello)(
                 api_key=info.api_key, hello=info, session_id=self.session_id)
         except devices.DeviceAuthError as exc:
             await self.fail(CLOSE_AUTH, exc.message, hello=True)
             return
-        self.hello_timer.cancel()
+        if self.closed:
+            # The device went away while its hello was stored: this session is not live, say so.
+            await database_sync_to_async(devices.device_offline)(device_pk=device["pk"], session_id=self.session_id)
+            return
         self.device = device
         self.group = devices.device_group(device["pk"])
-        # The newest connection wins: tell an older session of this device to close, then join.
-        await self.channel_layer.group_send(self.group, {"type": "device.replaced", "session": self.session_id})
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # The newest connection wins: tell an older session of this device to close, then join. Without
+        # Redis (restarting) the session still streams; only commands and replacement wait for it.
+        try:
+            await self.channel_layer.group_send(self.group, {"type": "device.replaced", "session": self.session_id})
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("device %s joined without the channel layer: %s", device["device_id"], exc)
         if device["stream"]:
             self._configure_stream(device["stream"], device["stored_seq"])
         await self.send_msg({"hello": True})
