@@ -173,6 +173,9 @@ def test_two_streaming_devices_are_classified_window_by_window_with_the_right_la
         login_page(page, asgi_server.url, "vic")
         page.goto(f"{asgi_server.url}/projects/{project.id}/")
         page.click("text=Live classification")
+        with _Simulation(asgi_server.url, api_keys["ingestion"], ("shake",)):  # a device arrives meanwhile
+            page.wait_for_function("() => Array.from(document.querySelectorAll('[data-testid=lc-device] option'))"
+                                   ".some(o => o.textContent.startsWith('shake-0000 — online'))", timeout=30_000)
         page.select_option("[data-testid=lc-device]", str(idle_pk))
         assert page.input_value("[data-testid=lc-model]") == str(model.id)
         page.select_option("[data-testid=lc-variant]", "int8")
