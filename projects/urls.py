@@ -2,8 +2,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_data, views_deploy, views_device_browser, views_devices, views_jobs
-from . import views_live_classification
+from . import (
+    views,
+    views_data,
+    views_deploy,
+    views_device_browser,
+    views_devices,
+    views_jobs,
+    views_live_classification,
+)
 
 urlpatterns = [
     path("signup", views.signup, name="signup"),
