@@ -472,6 +472,14 @@ class LiveClassifyConsumer(ResilientChannelReceive, AsyncJsonWebsocketConsumer):
             self.state = ""
         await self._announce_device()
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = json.loads(text_data or bytes_data or b"")
+        except ValueError:
+            await self.send_json({"type": "error", "message": "send JSON: {\"threshold\": 0..1}"})
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs):
         if isinstance(content, dict) and "threshold" in content:
             try:

@@ -315,6 +315,8 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
         caught_up = [await until(ws, "classification") for _ in range(MAX_BATCH)]
         await ws.send_json_to({"threshold": "high"})
         refused = await until(ws, "error")
+        await ws.send_to(text_data="{not json")
+        assert "send JSON" in (await until(ws, "error"))["message"]
         await ws.disconnect()
 
         other = WebsocketCommunicator(app, f"/ws/projects/{project.id}/live-classification/{mic.pk}")
