@@ -90,7 +90,8 @@ class StreamWindower:
             start = self.first + self.next_window * self.step
             out.append(StreamWindow(start * 1000.0 / self.dst_hz, window.astype(np.float32)))
             self.next_window += 1
-        keep_from = self._span(self.next_window)[0]
+        # The next window may start beyond the rows received so far: never drop rows not yet received.
+        keep_from = min(self._span(self.next_window)[0], self.received)
         if keep_from > self.buf_start:
             self.buf = self.buf[keep_from - self.buf_start :]
             self.buf_start = keep_from

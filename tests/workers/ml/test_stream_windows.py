@@ -16,26 +16,30 @@ def _recording(seconds: float, hz: float, axes: int = 3, seed: int = 0) -> np.nd
     return (base + rng.normal(0, 0.3, base.shape) + 9.8 * (np.arange(axes) == axes - 1)).astype(np.float32)
 
 
-def _push_in_chunks(windower: StreamWindower, values: np.ndarray, seed: int = 1) -> list:
+def _push_in_chunks(windower: StreamWindower, values: np.ndarray, seed: int = 1, most: int = 40) -> list:
     rng = np.random.default_rng(seed)
     out, i = [], 0
     while i < len(values):
-        n = int(rng.integers(1, 40))
+        n = int(rng.integers(1, most + 1))
         out.extend(windower.push(values[i : i + n]))
         i += n
     return out
 
 
-@pytest.mark.parametrize("stream_hz, impulse_hz", [(100.0, 100.0), (100.0, 50.0), (62.5, 100.0), (50.0, 62.5)])
-def test_stream_windows_equal_the_whole_recordings_windows(stream_hz, impulse_hz):
-    inp = TimeSeriesInput(window_size_ms=1000, window_increase_ms=250, frequency_hz=impulse_hz)
-    values = _recording(8.0, stream_hz)
+@pytest.mark.parametrize("stream_hz, impulse_hz, window_ms, increase_ms, most", [
+    (100.0, 100.0, 1000, 250, 40), (100.0, 50.0, 1000, 250, 40), (62.5, 100.0, 1000, 250, 40),
+    (50.0, 62.5, 1000, 250, 40),
+    # One row at a time, and windows far apart: the next window starts beyond the rows received.
+    (62.5, 100.0, 2000, 500, 1), (60.0, 100.0, 500, 1500, 3), (100.0, 100.0, 500, 1500, 1)])
+def test_stream_windows_equal_the_whole_recordings_windows(stream_hz, impulse_hz, window_ms, increase_ms, most):
+    inp = TimeSeriesInput(window_size_ms=window_ms, window_increase_ms=increase_ms, frequency_hz=impulse_hz)
+    values = _recording(12.0, stream_hz)
     expected, starts = split_windows(values, 1000.0 / stream_hz, inp)
-    got = _push_in_chunks(StreamWindower(inp, interval_ms=1000.0 / stream_hz, axes=3), values)
+    got = _push_in_chunks(StreamWindower(inp, interval_ms=1000.0 / stream_hz, axes=3), values, most=most)
     # Resampled, the windows whose filter reaches before the first row or after the last are left out.
     skip = int(np.argmin(np.abs(starts - got[0].start_ms)))
     assert skip == 0 if stream_hz == impulse_hz else 1 <= skip <= 2
-    assert len(expected) - skip - 5 <= len(got) <= len(expected) - skip
+    assert len(expected) - skip - 5 <= len(got) <= len(expected) - skip and len(got) >= 5
     assert [w.start_ms for w in got] == pytest.approx(list(starts[skip : skip + len(got)]))
     for w, e in zip(got, expected[skip:]):
         assert w.values.shape == e.shape and w.values.dtype == np.float32
