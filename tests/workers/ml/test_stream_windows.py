@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workers.ml.stream_windows import StreamWindower
 from workers.ml.windows import InputBlockError, TimeSeriesInput, split_windows
@@ -66,3 +68,24 @@ def test_rows_of_the_wrong_width_or_with_nan_are_refused():
         w.push(np.full((4, 3), np.nan))
     with pytest.raises(InputBlockError, match="interval_ms"):
         StreamWindower(TimeSeriesInput(), interval_ms=0, axes=3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(stream_hz=st.sampled_from([50.0, 60.0, 62.5, 100.0, 125.0]), impulse_hz=st.sampled_from([50.0, 62.5, 100.0]),
+       window_ms=st.sampled_from([200, 500, 1000]), increase_ms=st.sampled_from([40, 100, 500, 1500]),
+       chunks=st.lists(st.integers(1, 60), min_size=1, max_size=8), seed=st.integers(0, 3))
+def test_any_chunking_gives_the_whole_recordings_windows(stream_hz, impulse_hz, window_ms, increase_ms, chunks, seed):
+    inp = TimeSeriesInput(window_size_ms=window_ms, window_increase_ms=increase_ms, frequency_hz=impulse_hz)
+    values = _recording(6.0, stream_hz, axes=2, seed=seed)
+    expected, starts = split_windows(values, 1000.0 / stream_hz, inp)
+    windower = StreamWindower(inp, interval_ms=1000.0 / stream_hz, axes=2)
+    got, i, k = [], 0, 0
+    while i < len(values):
+        got += windower.push(values[i : i + chunks[k % len(chunks)]])
+        i += chunks[k % len(chunks)]
+        k += 1
+    for w in got:
+        j = int(np.argmin(np.abs(starts - w.start_ms)))
+        assert starts[j] == pytest.approx(w.start_ms)
+        np.testing.assert_allclose(w.values, expected[j], atol=1e-4, rtol=1e-5)
+    assert [w.start_ms for w in got] == sorted({w.start_ms for w in got})
