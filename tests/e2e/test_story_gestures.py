@@ -1,7 +1,8 @@
 """Story 1, as a new user lives it: gestures on a microcontroller, from an empty project to flash and RAM.
 
 The wizard's "Motion" project; simulated accelerometers (`studio-device simulate`) stream and record labelled
-samples; one more recording is started and stopped on a device's page; the impulse the wizard set (spectral
+samples; a board on a serial port (a pty here) is forwarded with `studio-device forward`, and a recording is
+started and stopped on its device page; the impulse the wizard set (spectral
 analysis + dense classifier + k-means anomaly) generates features and trains; model testing; an Arduino library
 built and downloaded on the deployment page, compiled here with arm-none-eabi-gcc for a Cortex-M4F.
 Screenshots for the README walkthrough go to docs/img/.
@@ -9,11 +10,14 @@ Screenshots for the README walkthrough go to docs/img/.
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import tty
 import zipfile
 from pathlib import Path
 
@@ -48,6 +52,38 @@ def simulate(base: str, key: str, label: str, *, devices: int, seconds: float, r
         cmd.append("--record")
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+class SerialBoard:
+    """A board on a pty printing "accX,accY,accZ" lines of a wave gesture at RATE_HZ, like an Arduino sketch
+    that prints its IMU over USB serial."""
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        os.write(self.master, b"IMU ready\r\n")
+        start, i = time.monotonic(), 0
+        while not self.stop.is_set():
+            t = i / RATE_HZ
+            row = (4 * math.sin(2 * math.pi * 1.3 * t), 1.5 * math.sin(2 * math.pi * 2.6 * t + 1), 9.8)
+            try:
+                os.write(self.master, (",".join(f"{v:.3f}" for v in row) + "\r\n").encode())
+            except OSError:
+                return
+            i += 1
+            time.sleep(max(0.0, start + i / RATE_HZ - time.monotonic()))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        os.close(self.master)
+        os.close(self.slave)
 
 
 def wait_status(page, container: str, status: str, timeout_ms: int) -> None:
@@ -94,13 +130,21 @@ def test_story_1_gestures_from_an_empty_project_to_an_arduino_library_built_for_
     figures["streamed and recorded"] = f"{len(LABELS) * DEVICES} samples in {time.monotonic() - t_data:.1f} s"
     assert Sample.objects.filter(project=project).count() == len(LABELS) * DEVICES
 
-    # 4. A live device, watched and recorded from its page.
-    live = simulate(base, ingest_key, "wave", devices=1, seconds=60, record=False, prefix="board",
-                    log=tmp_path / "sim-live.log")
+    # 4. A real board on a serial port, forwarded, watched and recorded from its page.
+    board = SerialBoard()
+    forward_cmd = [str(Path(sys.executable).parent / "studio-device"), "forward", "--port", board.port,
+                   "--url", base, "--api-key", ingest_key, "--axes", "accX,accY,accZ", "--device-id", "board-uno"]
+    if not Path(forward_cmd[0]).exists():
+        forward_cmd[:1] = [sys.executable, "-m", "workers.devices.cli"]
+    forward_log = tmp_path / "forward.log"
+    live = subprocess.Popen(forward_cmd, cwd=ROOT, stdout=forward_log.open("w"), stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         page.goto(f"{base}/projects/{project.id}/devices")
-        page.wait_for_selector("#devices tr[data-device=board-0000] .badge.ok", timeout=30_000)
-        page.click("#devices tr[data-device=board-0000] a")
+        page.wait_for_selector("#devices tr[data-device=board-uno]", timeout=30_000)
+        page.reload()
+        page.wait_for_selector("#devices tr[data-device=board-uno] .badge.ok", timeout=30_000)
+        page.click("#devices tr[data-device=board-uno] a")
         page.wait_for_function("!document.getElementById('live-status').textContent.startsWith('Waiting')",
                                timeout=30_000)
         page.fill("#recording input[name=label]", "wave")
@@ -114,7 +158,10 @@ def test_story_1_gestures_from_an_empty_project_to_an_arduino_library_built_for_
     finally:
         live.terminate()
         live.wait(timeout=30)
-    assert Sample.objects.filter(project=project, device_name="board-0000", label="wave").count() == 1
+        board.close()
+    assert "Detected 3 axes at 62.5 Hz" in forward_log.read_text(), forward_log.read_text()[-2000:]
+    recorded = Sample.objects.get(project=project, device_name="board-uno", label="wave")
+    assert recorded.interval_ms == 16 and recorded.duration_ms >= 3000
 
     # 5. Two simulated people per gesture become the test set (a bulk move through the API).
     rows = api.get(f"{base}/api/v1/projects/{project.id}/samples", params={"limit": 200}).json()["results"]
