@@ -105,7 +105,7 @@ def _cpu_wait_seconds(pid: int | None) -> float:
 
 
 def run_once(url: str, key: str, devices: int, seconds: float, procs: int, warmup: float, rate: float,
-             axes: int, frame_ms: float, server_pid: int | None) -> dict:
+             axes: int, frame_ms: float, server_pid: int | None, ramp: float = 0.0) -> dict:
     run_id = f"b{int(time.time()) % 100000}-{devices}"
     procs = max(1, min(procs, devices))
     queue: mp.Queue = mp.Queue()
@@ -113,7 +113,7 @@ def run_once(url: str, key: str, devices: int, seconds: float, procs: int, warmu
     for i in range(procs):
         n = devices // procs + (1 if i < devices % procs else 0)
         params = SimulationParams(devices=n, rate_hz=rate, axes=axes, label="wave", seconds=seconds, record=True,
-                                  frame_ms=frame_ms, device_prefix=f"{run_id}-p{i}")
+                                  frame_ms=frame_ms, device_prefix=f"{run_id}-p{i}", ramp_s=ramp)
         workers.append(mp.Process(target=_client, args=(url, key, params, warmup, queue)))
     cpu0, wait0, t0 = _cpu_seconds(server_pid), _cpu_wait_seconds(server_pid), time.monotonic()
     for w in workers:
@@ -152,6 +152,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--axes", type=int, default=3)
     parser.add_argument("--frame-ms", type=float, default=100.0, help="data per frame (a frame every N ms)")
+    parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which the devices connect")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
     parser.add_argument("--server-pid", type=int, default=None, help="pid of the server (its children count too)")
     args = parser.parse_args()
@@ -161,7 +162,7 @@ def main() -> int:
           f"{'reconn':>6} {'server CPU':>10} {'CPU wait':>8} {'client CPU':>10}  verdict", flush=True)
     for n in [int(x) for x in args.devices.split(",")]:
         r = run_once(args.url, args.api_key, n, args.seconds, args.procs, args.warmup, args.rate, args.axes,
-                     args.frame_ms, args.server_pid)
+                     args.frame_ms, args.server_pid, args.ramp)
         ok = r["lost_values"] == 0 and r["p99_ms"] < 100 and r["bad_marks"] == 0 and not r["errors"]
         print(f"{r['devices']:>7} {r['values_per_s']:>16,.0f} {r['expected_per_s']:>9,.0f} {r['p50_ms']:>7.1f} "
               f"{r['p99_ms']:>7.1f} {r['lost_values']:>5} {r['reconnects']:>6} {r['server_cpu_pct']:>9.0f}% {r['server_wait_pct']:>7.0f}% {r['client_cpu_pct']:>9.0f}%  "

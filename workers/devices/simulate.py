@@ -32,6 +32,7 @@ class SimulationParams:
     device_prefix: str = "sim"
     keep_acked: bool = False
     category: str = "training"
+    ramp_s: float = 0.0  # connect the devices spread over this long (a fleet does not start in one ms)
     mark_timeout_s: float = 120.0  # a stop turns the stream into a sample; many at once queue up
 
 
@@ -58,6 +59,11 @@ def make_device(server: str, api_key: str, params: SimulationParams, index: int)
                              interval_ms=1000 / params.rate_hz, binary=params.binary, sample_source=record,
                              keep_acked=params.keep_acked)
     return device, signal
+
+
+async def _start_later(device: StreamingDevice, done: asyncio.Event, delay: float) -> None:
+    await asyncio.sleep(delay)
+    await device.run(done)
 
 
 async def _produce(device: StreamingDevice, signal: GestureSignal, params: SimulationParams,
@@ -88,7 +94,8 @@ async def simulate(server: str, api_key: str, params: SimulationParams, *, stop:
     if devices is not None:
         devices.extend(d for d, _ in pairs)
     start = time.monotonic()
-    runners = [asyncio.create_task(d.run(done)) for d, _ in pairs]
+    runners = [asyncio.create_task(_start_later(d, done, i * params.ramp_s / max(1, params.devices)))
+               for i, (d, _) in enumerate(pairs)]
     if params.record:
         await asyncio.gather(*(d.mark("start", params.label, params.category, timeout=params.mark_timeout_s)
                                for d, _ in pairs))

@@ -18,6 +18,10 @@ from .protocol import DeviceClientError, Identity, decode, encode, signed_docume
 FATAL_CLOSE = {4001: "bad API key", 4003: "bad hello", 4004: "bad frame", 4005: "bad values",
                4009: "replaced by a newer connection with the same device id", 4013: "frame too large"}
 
+# A server restarted under a whole fleet answers a thousand hellos at once: give it time rather than
+# reconnect (which only adds to the queue).
+HANDSHAKE_TIMEOUT_S = 30.0
+
 # (sensor name, length in ms, interval in ms) -> rows of values recorded by the device, or (rows,
 # interval in ms) when the device records at its own rate.
 SampleSource = Callable[[str, int, float], Awaitable[np.ndarray | tuple[np.ndarray, float]]]
@@ -137,17 +141,17 @@ class StreamingDevice:
             backoff = min(self.max_backoff_s, backoff * 2)
 
     async def _session(self, stop: asyncio.Event, drain_timeout: float) -> None:
-        async with websockets.connect(ws_url(self.server), max_size=2**22, open_timeout=10,
+        async with websockets.connect(ws_url(self.server), max_size=2**22, open_timeout=HANDSHAKE_TIMEOUT_S,
                                       ping_interval=20, close_timeout=2) as ws:
             await ws.send(encode(self.identity.hello(), self.binary))
-            reply = decode(await asyncio.wait_for(ws.recv(), 10))
+            reply = decode(await asyncio.wait_for(ws.recv(), HANDSHAKE_TIMEOUT_S))
             if reply.get("hello") is not True:
                 raise DeviceClientError(f"hello refused: {reply.get('err', reply)}")
             await ws.send(encode({"streamStart": {"interval_ms": self.interval_ms,
                                                   "sensors": [{"name": a, "units": self.units}
                                                               for a in self.axes]}}, self.binary))
             while True:
-                reply = decode(await asyncio.wait_for(ws.recv(), 10))
+                reply = decode(await asyncio.wait_for(ws.recv(), HANDSHAKE_TIMEOUT_S))
                 if "streamStart" in reply:
                     break
                 await self._handle(ws, reply)
