@@ -99,8 +99,9 @@ async def simulate(server: str, api_key: str, params: SimulationParams, *, stop:
     if params.record:
         await asyncio.gather(*(d.mark("start", params.label, params.category, timeout=params.mark_timeout_s)
                                for d, _ in pairs))
-    producers = [asyncio.create_task(_produce(d, s, params, stop, start + i * 0.0007)) for i, (d, s) in
-                 enumerate(pairs)]
+    # Devices are not synchronised: spread their frames over the frame period instead of a burst.
+    producers = [asyncio.create_task(_produce(d, s, params, stop, start + i / len(pairs) * params.frame_ms / 1000))
+                 for i, (d, s) in enumerate(pairs)]
     reporter = asyncio.create_task(_report(pairs, start)) if progress else None
     try:
         if params.seconds is not None:
