@@ -87,7 +87,7 @@ def wait_job(api: requests.Session, base: str, job_id: int, timeout: float) -> d
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {body}")
 
 
-def test_story_2_images_for_a_phone_mobilenet_transfer_int8_latency_and_size(
+def test_story_2_images_for_a_phone_transfer_learning_int8_size_latency_and_top1(
         users, asgi_server, celery_worker_process, page, tmp_path, settings):
     from PIL import Image
 
