@@ -145,7 +145,11 @@ def start_celery_worker(tmp_path: Path, db_settings: dict, name: str = "w1", ext
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"celery worker exited: {log.read_text()[-3000:]}")
-        replies = app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5)
+        try:
+            replies = app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5)
+        except BaseException:  # e.g. Redis unreachable: never leave the worker running behind the test
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         if replies:
             return _Proc(proc, log)
     proc.kill()
