@@ -1,7 +1,7 @@
 """The Celery application: broker and results on Redis, tasks in workers/tasks.py."""
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
@@ -14,3 +14,11 @@ app.autodiscover_tasks(["workers"], related_name="tasks")
 def ping() -> str:
     """Round-trip check used by /healthz and the tests."""
     return "pong"
+
+
+@signals.worker_ready.connect
+def _start_lost_worker_check(sender=None, **kwargs):
+    """Each worker watches for jobs left "running" by a worker that died (workers/reaper.py)."""
+    from workers import reaper
+
+    reaper.start(app)
