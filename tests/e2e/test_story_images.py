@@ -35,8 +35,12 @@ def install_weights(pretrained_dir: Path) -> tuple[dict, str]:
     of the published layout that this test makes (random convolutions, batch-norm statistics of other
     Fashion-MNIST classes: the mechanics without the accuracy)."""
     from workers.ml.learn import efficientnet_lite
-    from workers.ml.learn.transfer import build_mobilenet_v2, mobilenet_v2_weights_file, recalibrate_batchnorm
-    from workers.ml.learn.transfer import save_base_weights
+    from workers.ml.learn.transfer import (
+        build_mobilenet_v2,
+        mobilenet_v2_weights_file,
+        recalibrate_batchnorm,
+        save_base_weights,
+    )
 
     pretrained_dir.mkdir(parents=True, exist_ok=True)
     try:
