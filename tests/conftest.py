@@ -142,11 +142,24 @@ def start_celery_worker(tmp_path: Path, db_settings: dict, name: str = "w1", ext
     from studio.celery import app
 
     deadline = time.monotonic() + 60
+    stale_connection_retries = 3
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"celery worker exited: {log.read_text()[-3000:]}")
         try:
             replies = app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5)
+        except Exception as exc:
+            # A pooled broker connection from before a Redis restart (an earlier test's): reconnect, retry.
+            import redis
+            from kombu.exceptions import OperationalError
+
+            stale = isinstance(exc, (redis.exceptions.ConnectionError, OperationalError, OSError))
+            if not stale or stale_connection_retries == 0:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+            stale_connection_retries -= 1
+            app.pool.force_close_all()
+            continue
         except BaseException:  # e.g. Redis unreachable: never leave the worker running behind the test
             os.killpg(proc.pid, signal.SIGKILL)
             raise
