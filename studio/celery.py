@@ -22,3 +22,13 @@ def _start_lost_worker_check(sender=None, **kwargs):
     from workers import reaper
 
     reaper.start(app)
+
+
+def reset_broker_pools() -> None:
+    """Forget this process's pooled broker connections (after Redis restarted, they all point at the
+    old server); Celery and kombu make fresh ones lazily on next use."""
+    from kombu import pools
+
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None

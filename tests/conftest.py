@@ -158,7 +158,9 @@ def start_celery_worker(tmp_path: Path, db_settings: dict, name: str = "w1", ext
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise
             stale_connection_retries -= 1
-            app.pool.force_close_all()
+            from studio.celery import reset_broker_pools
+
+            reset_broker_pools()
             continue
         except BaseException:  # e.g. Redis unreachable: never leave the worker running behind the test
             os.killpg(proc.pid, signal.SIGKILL)

@@ -263,13 +263,9 @@ def restart_test_redis() -> float:
     devservices.wait_for_port(port, timeout=20)
     pytest_plugin._redis_proc = new  # the plugin's exit hook stops this one
     # This process's pooled broker connections still point at the old server: later tests must not get one.
-    from kombu import pools
+    from studio.celery import reset_broker_pools
 
-    from studio.celery import app
-
-    pools.reset()  # closes and forgets kombu's global connection and producer pools
-    app._pool = None  # celery makes fresh ones lazily
-    app.amqp._producer_pool = None
+    reset_broker_pools()
     return time.monotonic() - down
 
 

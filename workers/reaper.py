@@ -29,7 +29,9 @@ def live_workers(app, timeout: float = 5.0) -> set[str] | None:
         replies = app.control.ping(timeout=timeout)
     except Exception:
         log.warning("could not ping the workers", exc_info=True)
-        app.pool.force_close_all()  # a connection from before a Redis restart: take a fresh one next time
+        from studio.celery import reset_broker_pools
+
+        reset_broker_pools()  # a connection from before a Redis restart: take a fresh one next time
         return None
     return {name for reply in replies for name in reply}
 

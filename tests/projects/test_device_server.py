@@ -202,6 +202,10 @@ def _redis_restart(downtime_s: float) -> None:
 
     if hasattr(plugin, "_redis_proc"):
         plugin._redis_proc = proc
+    # This process's pooled broker connections point at the old server: later tests get fresh ones.
+    from studio.celery import reset_broker_pools
+
+    reset_broker_pools()
 
 
 def test_a_redis_restart_mid_stream_loses_nothing_acknowledged(asgi_server, api_keys, project):
