@@ -266,3 +266,22 @@ def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     skew = np.where(flat, 0.0, m3 / safe**1.5)
     kurt = np.where(flat, -3.0, m4 / safe**2 - 3.0)
     return mean, np.sqrt(m2), skew, kurt
+
+
+def check_mel_block(params: Any, *, input_shape: tuple, frequency: float) -> None:
+    """The checks shared by the mel blocks (MFE, MFCC): ranges, framing, and the mel filterbank."""
+    check_ranges(params)
+    check_framing(
+        frame_length=params.frame_length,
+        frame_stride=params.frame_stride,
+        fft_length=params.fft_length,
+        input_shape=input_shape,
+        frequency=frequency,
+    )
+    check_mel(
+        num_filters=params.num_filters,
+        fft_length=params.fft_length,
+        low_frequency=params.low_frequency,
+        high_frequency=params.high_frequency,
+        frequency=frequency,
+    )

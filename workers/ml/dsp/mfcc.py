@@ -21,8 +21,7 @@ from workers.ml.dsp.common import (
     DspParamError,
     as_time_series,
     check_framing,
-    check_mel,
-    check_ranges,
+    check_mel_block,
     frames_of,
     param,
     power_spectrum,
@@ -53,21 +52,7 @@ class Params:
 
 
 def validate(params: Params, *, input_shape: tuple, frequency: float) -> None:
-    check_ranges(params)
-    check_framing(
-        frame_length=params.frame_length,
-        frame_stride=params.frame_stride,
-        fft_length=params.fft_length,
-        input_shape=input_shape,
-        frequency=frequency,
-    )
-    check_mel(
-        num_filters=params.num_filters,
-        fft_length=params.fft_length,
-        low_frequency=params.low_frequency,
-        high_frequency=params.high_frequency,
-        frequency=frequency,
-    )
+    check_mel_block(params, input_shape=input_shape, frequency=frequency)
     if params.num_cepstral > params.num_filters:
         raise DspParamError(
             f"num_cepstral {params.num_cepstral} is more than num_filters {params.num_filters}"
