@@ -30,6 +30,12 @@ def hello(key: str, device_id: str = "ac:87:a3:0a:2d:1b", **over) -> dict:
     return {"hello": {k: v for k, v in body.items() if v is not None}}
 
 
+# WebsocketCommunicator.disconnect() cancels the consumer when its disconnect handler has not finished
+# within the timeout (1 s by default): on a loaded CI machine that cancelled the handler before it told
+# the browser, so the tests give it the time a real server gives it.
+DISCONNECT_TIMEOUT = 15
+
+
 class Device:
     """A test device over a WebsocketCommunicator, speaking JSON or CBOR."""
 
@@ -43,7 +49,7 @@ class Device:
         return self
 
     async def __aexit__(self, *exc):
-        await self.comm.disconnect()
+        await self.comm.disconnect(timeout=DISCONNECT_TIMEOUT)
 
     async def send(self, message) -> None:
         if self.binary:
@@ -471,7 +477,7 @@ def test_the_browser_is_told_when_the_device_vanishes_mid_sample(api_keys, proje
         await dev.send({"sample": True})
         await dev.send({"sampleStarted": True})
         await dev.send({"sampleReading": True, "progressPercentage": 30})
-        await dev.comm.disconnect()  # gone before sampleFinished
+        await dev.comm.disconnect(timeout=DISCONNECT_TIMEOUT)  # gone before sampleFinished
         events = []
         while True:
             message = await asyncio.wait_for(layer.receive(channel), 5)

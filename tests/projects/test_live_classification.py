@@ -317,7 +317,7 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
         refused = await until(ws, "error")
         await ws.send_to(text_data="{not json")
         assert "send JSON" in (await until(ws, "error"))["message"]
-        await ws.disconnect()
+        await ws.disconnect(timeout=15)
 
         other = WebsocketCommunicator(app, f"/ws/projects/{project.id}/live-classification/{mic.pk}")
         other.scope["user"] = users["vic"]
@@ -327,7 +327,7 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
         again = await until(other, "status", "mismatch")  # the stream itself, told once
         await layer.group_send(classify_group(mic.pk), rows_message(np.zeros((100, 1)), 1, 1))
         assert await other.receive_nothing(timeout=1.0)
-        await other.disconnect()
+        await other.disconnect(timeout=15)
         return ready, first, gap, after, behind, caught_up, refused, mismatch, again
 
     ready, first, gap, after, behind, caught_up, refused, mismatch, again = run(scenario())
@@ -378,7 +378,7 @@ def test_a_full_watch_makes_the_device_consumer_send_every_stored_row_to_the_cla
         await asyncio.sleep(0.1)
         await frame(1)
         message = await asyncio.wait_for(layer.receive(listener), 5)
-        await device.disconnect()
+        await device.disconnect(timeout=15)
         return message
 
     message = run(scenario())
