@@ -415,7 +415,7 @@ def test_a_device_flooding_faster_than_its_rate_is_warned_then_closed_with_4029(
             warned, seq = [], 0
             loop = asyncio.get_running_loop()
             start = loop.time()
-            while loop.time() - start < 6:
+            while loop.time() - start < 12:
                 # 1000 rows/s: ten times the declared rate.
                 await dev.send({"stream": {"seq": seq, "values": rows(50)}})
                 seq += 1
@@ -433,7 +433,8 @@ def test_a_device_flooding_faster_than_its_rate_is_warned_then_closed_with_4029(
     code, warned, elapsed = run(scenario())
     assert code == 4029
     assert len(warned) == 1 and "too fast" in warned[0]["warning"]
-    assert 2.5 < elapsed < 5
+    # Three one-second windows over the rate close it: about 3 s, later only when the machine is loaded.
+    assert 2.5 < elapsed < 8
     # What was stored is contiguous from 0: dropped frames left no holes.
     seqs = list(StreamChunk.objects.order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(len(seqs)))
