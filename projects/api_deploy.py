@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiTypes, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiTypes, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from workers.ml import byom
 
 from . import services_byom, services_deploy
 from .access import object_access, project_access
@@ -114,6 +116,24 @@ class ModelVariantsApi(APIView):
         return Response({"model": model.id, **(model.variants or {})})
 
 
+UPLOAD_FORM = inline_serializer(
+    "UploadedModelForm",
+    {
+        "file": serializers.FileField(help_text="the model: .tflite, .onnx or .keras"),
+        "test_set": serializers.FileField(
+            required=False,
+            help_text=".npz with x (samples first) and y (class ids or one-hot) for accuracy",
+        ),
+        "inputs": serializers.FileField(
+            required=False,
+            help_text=".npz with one array per model input name, first axis = feeds (the same count "
+            f"for every input, 1..{byom.MAX_FEEDS}); used for timing and int8 calibration when there "
+            "is no test set",
+        ),
+    },
+)
+
+
 class UploadedModelListApi(APIView):
     parser_classes = (MultiPartParser, FormParser)
 
@@ -126,10 +146,10 @@ class UploadedModelListApi(APIView):
         return Response([services_byom.uploaded_model_body(r) for r in rows])
 
     @extend_schema(
-        request={"multipart/form-data": OpenApiTypes.OBJECT},
+        request={"multipart/form-data": UPLOAD_FORM},
         responses={202: OpenApiTypes.OBJECT},
-        summary="Upload a .tflite/.onnx/.keras model (field 'file', optional .npz 'test_set' with x, y) "
-        "and profile it",
+        summary="Upload a .tflite/.onnx/.keras model (field 'file', optional .npz 'test_set' with x, y, "
+        "optional .npz 'inputs' with one array per input name) and profile it",
     )
     def post(self, request, project_id: int):
         access = project_access(request, project_id, Role.EDITOR)
@@ -138,6 +158,7 @@ class UploadedModelListApi(APIView):
             actor=access.actor,
             file=request.FILES.get("file"),
             test_set=request.FILES.get("test_set"),
+            inputs=request.FILES.get("inputs"),
         )
         return Response(
             services_byom.uploaded_model_body(row) | {"job": job_body(row.job)},

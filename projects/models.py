@@ -288,6 +288,8 @@ class UploadedModel(models.Model):
     size = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64)
     test_set_path = models.CharField(max_length=255, blank=True, default="")
+    # sample inputs: an .npz with one array per input name, first axis = feeds
+    inputs_path = models.CharField(max_length=255, blank=True, default="")
     report = models.JSONField(default=dict)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -1,9 +1,11 @@
-"""Bring-your-own-model: upload of a .tflite / .onnx / .keras file (+ optional .npz test set), and its profile job.
+"""Bring-your-own-model: upload of a .tflite / .onnx / .keras file (+ optional .npz test set and sample
+inputs), and its profile job.
 
 The upload does only cheap checks in the web process (size limit, extension, magic bytes, the npz's
-arrays); everything that parses the model runs in `workers.ml.byom.profile_model`'s memory- and
-time-limited subprocess inside the "profile" job, whose failure message names the file and the problem.
-Files: ``projects/<id>/uploaded-models/<sha256[:16]>/<name>`` (and ``test-set.npz`` beside it).
+arrays); everything that parses the model runs in `workers.ml.byom`'s memory- and time-limited
+subprocess: inside the "profile" job, whose failure message names the file and the problem, and, only
+when sample inputs come with the upload, once at upload to read the input names and shapes they must fit.
+Files: ``projects/<id>/uploaded-models/<sha256[:16]>/<name>`` (``test-set.npz``, ``inputs.npz`` beside it).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ PROJECT_TEST_WINDOWS = 500  # at most this many windows of the project's test se
 
 def max_model_bytes() -> int:
     return int(getattr(settings, "STUDIO_MAX_MODEL_BYTES", 200 * 1024 * 1024))
+
+
+def model_limits() -> byom.ByomLimits:
+    return byom.ByomLimits(max_file_bytes=min(max(max_model_bytes(), 1024), 1024**3))
 
 
 def _read_upload(f, what: str, limit: int) -> bytes:
@@ -119,8 +125,70 @@ def check_test_set(name: str, data: bytes) -> dict:
     return {"x_shape": list(x.shape), "y_shape": list(y.shape), "samples": len(x)}
 
 
-def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None) -> UploadedModel:
-    """Check and store an uploaded model (and test set), create its row and queue its profile job."""
+def load_inputs(name: str, data: bytes, *, limit: int) -> dict[str, np.ndarray]:
+    """The arrays of a sample-inputs .npz (no pickles, unpacked size within `limit`)."""
+    if not name.lower().endswith(".npz"):
+        raise ServiceError(
+            f"inputs '{name}' must be an .npz file with one array per model input name", field="inputs"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            unpacked = sum(i.file_size for i in zf.infolist())
+    except zipfile.BadZipFile:
+        raise ServiceError(
+            f"inputs '{name}' is not an .npz (not a zip archive: corrupt or truncated)", field="inputs"
+        ) from None
+    if unpacked > limit:
+        raise ServiceError(
+            f"inputs '{name}' unpacks to {unpacked} bytes, over the limit of {limit} bytes "
+            "(STUDIO_MAX_MODEL_BYTES)",
+            status=413,
+            field="inputs",
+        )
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ServiceError(
+                f"inputs '{name}' holds pickled (object) arrays: refused (pickles run code when loaded)",
+                field="inputs",
+            ) from None
+        raise ServiceError(f"inputs '{name}' is not a readable .npz: {exc}", field="inputs") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable npz is the user's file at fault
+        raise ServiceError(f"inputs '{name}' is not a readable .npz: {exc}", field="inputs") from None
+
+
+def check_inputs(name: str, arrays: dict[str, np.ndarray], inputs: list[dict]) -> dict:
+    """Sample inputs (one array per model input name, first axis = feeds) checked against the model's
+    `inputs` as inspect reports them; the feed count and shapes for the report."""
+    try:
+        feeds = byom.check_feeds(arrays, inputs)
+    except byom.FeedsError as exc:
+        raise ServiceError(f"inputs '{name}': {exc}", field="inputs") from None
+    return {"feeds": feeds, "shapes": {k: list(v.shape) for k, v in arrays.items()}}
+
+
+def _model_inputs(name: str, kind: str, data: bytes) -> list[dict]:
+    """The model's inputs (names, shapes, dtypes) from the engine's limited inspection subprocess."""
+    with tempfile.TemporaryDirectory(prefix="byom-upload-") as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        try:
+            info = byom.inspect_model(path, kind=kind, limits=model_limits())
+        except byom.ModelFileError as exc:
+            raise ServiceError(
+                f"{exc} (the model is read at upload to check its sample inputs)", field="file"
+            ) from None
+    return list(info.get("inputs") or [])
+
+
+def uploaded_model_create(
+    *, project: Project, actor: Actor, file, test_set=None, inputs=None
+) -> UploadedModel:
+    """Check and store an uploaded model (and test set, sample inputs), create its row and queue its
+    profile job. Sample inputs are checked against the model's inputs, read in the engine's limited
+    subprocess, so a model that cannot be read is refused here rather than in its job."""
     if file is None:
         raise ServiceError(
             "send the model as multipart field 'file' (.tflite, .onnx or .keras)", field="file"
@@ -133,6 +201,12 @@ def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None
     if test_set is not None:
         test_bytes = _read_upload(test_set, "test_set", limit)
         test_info = check_test_set(_safe_name(test_set.name), test_bytes)
+    inputs_bytes, inputs_info = None, None
+    if inputs is not None:
+        inputs_name = _safe_name(inputs.name)
+        inputs_bytes = _read_upload(inputs, "inputs", limit)
+        arrays = load_inputs(inputs_name, inputs_bytes, limit=limit)
+        inputs_info = check_inputs(inputs_name, arrays, _model_inputs(name, kind, data))
     digest = hashlib.sha256(data).hexdigest()
     folder = f"{project_prefix(project.id)}/uploaded-models/{digest[:16]}"
     saved: list[str] = []
@@ -145,6 +219,12 @@ def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None
             )
             if test_path:
                 saved.append(test_path)
+            inputs_path = (
+                save_bytes(f"{folder}/inputs.npz", inputs_bytes) if inputs_bytes is not None else ""
+            )
+            if inputs_path:
+                saved.append(inputs_path)
+            report = {"test_set": test_info, "inputs": inputs_info}
             row = UploadedModel.objects.create(
                 project=project,
                 name=name,
@@ -153,7 +233,8 @@ def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None
                 size=len(data),
                 sha256=digest,
                 test_set_path=test_path,
-                report={"test_set": test_info} if test_info else {},
+                inputs_path=inputs_path,
+                report={k: v for k, v in report.items() if v},
                 uploaded_by=actor.user if getattr(actor.user, "pk", None) else None,
             )
             job = job_enqueue(
@@ -178,7 +259,7 @@ def uploaded_model_create(*, project: Project, actor: Actor, file, test_set=None
 
 def uploaded_model_delete(*, row: UploadedModel, actor: Actor) -> None:
     with transaction.atomic():
-        paths = [row.path, row.test_set_path]
+        paths = [row.path, row.test_set_path, row.inputs_path]
         activity_log(project=row.project, actor=actor, verb="model.upload_deleted", name=row.name)
         row.delete()
         transaction.on_commit(lambda: delete_quietly(*paths))
@@ -250,6 +331,16 @@ def _project_test_set(
     )
 
 
+def _feeds_used(report: dict, *, has_inputs: bool) -> str:
+    """Which inputs timed the model (and calibrated its int8 version), for the report."""
+    fed = str((report.get("model") or {}).get("feeds") or "")
+    if has_inputs and fed.startswith("representative data"):
+        return "the uploaded sample inputs" + fed.removeprefix("representative data")
+    if has_inputs:
+        return f"{fed}; the uploaded sample inputs were not used (a test set comes first)"
+    return fed
+
+
 def profile_run(claim: Claim, watch: CancelWatch) -> dict:
     job = claim.job
     row = UploadedModel.objects.filter(
@@ -257,11 +348,17 @@ def profile_run(claim: Claim, watch: CancelWatch) -> dict:
     ).first()
     if row is None:
         raise ServiceError("the uploaded model was deleted")
-    limits = byom.ByomLimits(max_file_bytes=min(max(max_model_bytes(), 1024), 1024**3))
+    limits = model_limits()
     with tempfile.TemporaryDirectory(prefix="byom-job-") as tmp:
         path = Path(tmp) / row.name
         path.write_bytes(read_bytes(row.path))
         test_npz, accuracy_on = None, "no test set was uploaded"
+        # checked against the model at upload; the engine feeds them when there is no test set
+        representative = (
+            load_inputs("inputs.npz", read_bytes(row.inputs_path), limit=max_model_bytes())
+            if row.inputs_path
+            else None
+        )
         try:
             progress.report(job.id, 0.02, f"inspecting {row.name}")
             if row.test_set_path:
@@ -285,6 +382,7 @@ def profile_run(claim: Claim, watch: CancelWatch) -> dict:
                 runs=PROFILE_RUNS,
                 threads=PROFILE_THREADS,
                 test_npz=test_npz,
+                representative=representative,
                 kind=row.kind,
                 int8=True,
                 limits=limits,
@@ -295,8 +393,10 @@ def profile_run(claim: Claim, watch: CancelWatch) -> dict:
             )
             raise ServiceError(str(exc)) from None
     report["accuracy_on"] = accuracy_on
-    if row.report.get("test_set"):
-        report["test_set"] = row.report["test_set"]
+    report["feeds"] = _feeds_used(report, has_inputs=representative is not None)
+    for key in ("test_set", "inputs"):
+        if row.report.get(key):
+            report[key] = row.report[key]
     UploadedModel.objects.filter(pk=row.pk).update(report=report)
     activity_log(project=job.project, actor=None, verb="model.profiled", uploaded_model=row.id)
     progress.report(job.id, 1.0, f"{row.name} profiled")
@@ -317,6 +417,7 @@ def uploaded_model_body(row: UploadedModel) -> dict:
         "size": row.size,
         "sha256": row.sha256,
         "has_test_set": bool(row.test_set_path),
+        "has_inputs": bool(row.inputs_path),
         "job": row.job_id,
         "job_status": row.job.status if row.job_id and row.job else None,
         "uploaded_by": row.uploaded_by.username if row.uploaded_by_id and row.uploaded_by else None,

@@ -45,6 +45,133 @@ class ByomLimits:
     timeout_s: float = 300.0
 
 
+MAX_FEEDS = 256  # sample inputs: each is run once when profiling and once when calibrating int8
+
+
+class FeedsError(ValueError):
+    """Sample inputs do not fit the model; the message names the input and the problem."""
+
+
+def input_dtype(name: str) -> np.dtype:
+    """The numpy dtype of an input dtype as inspect reports it (ONNX 'float', or numpy names)."""
+    return np.dtype({"float": "float32", "double": "float64"}.get(name, name))
+
+
+def _fmt_shape(shape: Sequence[int | None]) -> str:
+    dims = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"({dims},)" if len(shape) == 1 else f"({dims})"
+
+
+def check_feeds(
+    arrays: Mapping[str, np.ndarray],
+    inputs: Sequence[Mapping[str, Any]],
+    *,
+    max_feeds: int = MAX_FEEDS,
+) -> int:
+    """The number of feeds N in per-input-name arrays whose first axis indexes whole feeds.
+
+    `inputs` are the model's inputs as `inspect_model` reports them (name, shape with None for a
+    free dimension, dtype, quantization). Every input needs an array and no other name may appear;
+    all arrays hold the same 1..max_feeds feeds; each feed has the input's rank, its fixed
+    dimensions and any size >= 1 for free ones; float inputs take float or integer arrays with
+    finite values, integer inputs integer arrays within their range (or floats when the input is
+    quantized with a scale, as the engine quantizes them), bool inputs bool arrays.
+    Raises FeedsError naming the input and the problem.
+    """
+    names = [str(i["name"]) for i in inputs]
+    listed = ", ".join(f"'{n}'" for n in names)
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise FeedsError(
+            f"no array for model input {', '.join(repr(n) for n in missing)} "
+            f"(the model's inputs are {listed})"
+        )
+    extra = [k for k in arrays if k not in names]
+    if extra:
+        raise FeedsError(
+            f"array {', '.join(repr(k) for k in extra)} is not an input of the model "
+            f"(its inputs are {listed})"
+        )
+    for n in names:
+        if np.ndim(arrays[n]) == 0:
+            raise FeedsError(
+                f"input '{n}': the array is a scalar; its first axis must index the feeds"
+            )
+    counts = {n: len(arrays[n]) for n in names}
+    if len(set(counts.values())) > 1:
+        raise FeedsError(
+            "every input needs the same number of feeds (first axis); got "
+            + ", ".join(f"'{n}' {c}" for n, c in counts.items())
+        )
+    n_feeds = counts[names[0]] if names else 0
+    if n_feeds == 0:
+        raise FeedsError("the arrays hold no feeds (first axis of length 0)")
+    if n_feeds > max_feeds:
+        raise FeedsError(f"{n_feeds} feeds, over the limit of {max_feeds}")
+    for spec in inputs:
+        name, arr = str(spec["name"]), np.asarray(arrays[str(spec["name"])])
+        want = list(spec.get("shape") or [])
+        got = arr.shape[1:]
+        if len(got) != len(want) or any(
+            g < 1 or (w is not None and w != g) for w, g in zip(want, got, strict=False)
+        ):
+            raise FeedsError(
+                f"input '{name}': each feed must have shape {_fmt_shape(want)}, got "
+                f"{_fmt_shape(got)} (the array is {_fmt_shape(arr.shape)}, feeds first)"
+            )
+        _check_feed_dtype(name, arr, spec)
+    return n_feeds
+
+
+def _check_feed_dtype(name: str, arr: np.ndarray, spec: Mapping[str, Any]) -> None:
+    try:
+        target = input_dtype(str(spec.get("dtype")))
+    except TypeError:
+        raise FeedsError(
+            f"input '{name}' has dtype {spec.get('dtype')}, which sample inputs cannot feed"
+        ) from None
+    got, quantized = arr.dtype, bool((spec.get("quantization") or {}).get("scale"))
+    is_int = np.issubdtype(got, np.integer)
+    is_float = np.issubdtype(got, np.floating)
+    if np.issubdtype(target, np.floating):
+        if not (is_int or is_float):
+            raise FeedsError(
+                f"input '{name}' takes {spec['dtype']} (float or integer arrays); got {got}"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as inf below
+            cast = arr.astype(target)
+    elif np.issubdtype(target, np.integer):
+        if not (is_int or (is_float and quantized)):
+            raise FeedsError(
+                f"input '{name}' takes {spec['dtype']} (integer arrays only); got {got}"
+            )
+        if is_int and arr.size:
+            info = np.iinfo(target)
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < info.min or hi > info.max:
+                raise FeedsError(
+                    f"input '{name}' takes {spec['dtype']}; its values {lo}..{hi} fall outside "
+                    f"{info.min}..{info.max}"
+                )
+        cast = arr
+    elif target == np.bool_:
+        if got != np.bool_:
+            raise FeedsError(f"input '{name}' takes bool arrays; got {got}")
+        cast = arr
+    else:
+        raise FeedsError(
+            f"input '{name}' has dtype {spec.get('dtype')}, which sample inputs cannot feed"
+        )
+    if np.issubdtype(cast.dtype, np.floating) or is_float:
+        bad = ~np.isfinite(cast.reshape(len(cast), -1) if cast.size else cast)
+        if bad.any():
+            feed = int(np.argwhere(bad)[0][0])
+            raise FeedsError(
+                f"input '{name}' has NaN or infinite values (first in feed {feed})"
+                + (f" once cast to {spec['dtype']}" if np.isfinite(arr).all() else "")
+            )
+
+
 def detect_kind(path: str | os.PathLike[str], kind: str | None = None) -> str:
     """The model format from `kind` or the file's extension, refusing pickles and unknown formats."""
     p = Path(path)

@@ -10,8 +10,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from workers.ml.byom import (
     ByomLimits,
+    FeedsError,
     ModelFileError,
     ModelLimitError,
+    check_feeds,
     inspect_model,
     profile_model,
 )
@@ -225,6 +227,32 @@ def test_silero_vad_is_profiled_with_its_three_inputs():
     assert model["feeds"] == "representative data (6 feeds)"
     assert model["latency_ms"]["1"]["p50"] > 0
     assert report["int8"] is None
+
+
+def test_sample_feeds_are_checked_against_quantized_half_and_bool_inputs():
+    """The dtype rules beyond Silero's float/int64: an int8 input with a scale takes floats (the engine
+    quantizes them) or integers within int8; a float16 input refuses values that overflow it; a bool
+    input takes bools only."""
+    q8 = [{"name": "x", "shape": [1, 4], "dtype": "int8", "quantization": {"scale": 0.1, "zero_point": 0}}]
+    assert check_feeds({"x": np.zeros((3, 1, 4), np.float32)}, q8) == 3
+    assert check_feeds({"x": np.full((2, 1, 4), -128, np.int16)}, q8) == 2
+    with pytest.raises(FeedsError, match=r"input 'x' takes int8; its values -128\.\.300 fall outside -128\.\.127"):
+        check_feeds({"x": np.array([[[-128, 0, 1, 300]]])}, q8)
+    raw8 = [dict(q8[0], quantization=None)]
+    with pytest.raises(FeedsError, match="integer arrays only"):
+        check_feeds({"x": np.zeros((3, 1, 4), np.float32)}, raw8)
+    half = [{"name": "h", "shape": [None, 2], "dtype": "float16"}]
+    assert check_feeds({"h": np.ones((1, 5, 2))}, half) == 1
+    with pytest.raises(FeedsError, match=r"'h' has NaN or infinite values \(first in feed 1\) once cast to float16"):
+        check_feeds({"h": np.array([[[1.0, 2.0]], [[1e6, 0.0]]])}, half)
+    flags = [{"name": "m", "shape": [3], "dtype": "bool"}]
+    assert check_feeds({"m": np.ones((2, 3), bool)}, flags) == 2
+    with pytest.raises(FeedsError, match="input 'm' takes bool arrays; got int64"):
+        check_feeds({"m": np.ones((2, 3), np.int64)}, flags)
+    with pytest.raises(FeedsError, match="input 'm': the array is a scalar"):
+        check_feeds({"m": np.bool_(True)}, flags)
+    with pytest.raises(FeedsError, match="3 feeds, over the limit of 2"):
+        check_feeds({"m": np.ones((3, 3), bool)}, flags, max_feeds=2)
 
 
 @pytest.mark.slow
