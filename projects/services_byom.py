@@ -10,6 +10,7 @@ Files: ``projects/<id>/uploaded-models/<sha256[:16]>/<name>`` (``test-set.npz``,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -40,6 +41,9 @@ PROJECT_TEST_WINDOWS = 500  # at most this many windows of the project's test se
 
 def max_model_bytes() -> int:
     return int(getattr(settings, "STUDIO_MAX_MODEL_BYTES", 200 * 1024 * 1024))
+
+
+UPLOAD_INSPECT_TIMEOUT_S = 60.0
 
 
 def model_limits() -> byom.ByomLimits:
@@ -175,7 +179,10 @@ def _model_inputs(name: str, kind: str, data: bytes) -> list[dict]:
         path = Path(tmp) / name
         path.write_bytes(data)
         try:
-            info = byom.inspect_model(path, kind=kind, limits=model_limits())
+            # Inside a web request: a model that takes longer than this to load is refused here
+            # rather than holding the request (the profile job has the full limit).
+            limits = dataclasses.replace(model_limits(), timeout_s=UPLOAD_INSPECT_TIMEOUT_S)
+            info = byom.inspect_model(path, kind=kind, limits=limits)
         except byom.ModelFileError as exc:
             raise ServiceError(
                 f"{exc} (the model is read at upload to check its sample inputs)", field="file"
