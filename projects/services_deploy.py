@@ -8,8 +8,9 @@ table goes to ``TrainedModel.variants`` and the files to ``projects/<id>/models/
 `deploy` builds one target (DeploymentTarget), runs its verification and stores the file with a
 Deployment row (size, sha256, report). Verification per target: TFLite float — LiteRT vs Keras; TFLite
 int8 — LiteRT vs Keras and tflite-micro vs LiteRT; ONNX — ONNX Runtime vs Keras; Arduino / C++ —
-`verify_c_bundle` on the first test windows (raw signal → C DSP → C int8 engine, compared with the Python
-features and LiteRT's int8 outputs), whose REPORT.md / REPORT.json ship inside the zip.
+`verify_c_bundle` on the first test windows (raw signal → C DSP → C int8 engine and C k-means anomaly score,
+compared with the Python features, LiteRT's int8 outputs and the Python anomaly scores), whose REPORT.md /
+REPORT.json ship inside the zip.
 """
 
 from __future__ import annotations
@@ -527,6 +528,39 @@ def _raw_test_windows(data: ModelData, job: Job, n: int) -> tuple[np.ndarray, st
     return np.concatenate(out)[:n].astype(np.float32), where
 
 
+def _c_anomaly(
+    data: ModelData, dsp_id: str, feature_count: int
+) -> tuple[dict | None, list[int] | None, str | None]:
+    """(k-means model, its feature indices into the C DSP block's features, report note) for a C bundle.
+
+    The bundle runs one processing block; an anomaly block reading another one is left out, and
+    the note says so."""
+    from workers.ml.export.c_bundle import ANOMALY_ATOL, ANOMALY_RTOL
+
+    step = data.engine.anomaly
+    if step is None or not data.model.anomaly:
+        return None, None, None
+    if any(i != dsp_id for i in step.inputs):
+        return (
+            None,
+            None,
+            f"the impulse's anomaly block (k-means) is not part of this deployment: it reads "
+            f"{', '.join(step.inputs)} and the C bundle runs only {dsp_id}",
+        )
+    # pipeline.learn_input: the named DSP outputs side by side, here all the same block.
+    index = [j for _ in step.inputs for j in range(feature_count)]
+    a = data.model.anomaly
+    return (
+        a,
+        index,
+        f"the impulse's anomaly block (k-means, {len(a['centroids'])} clusters) is included: "
+        f"run_classifier sets result.anomaly, STUDIO_ANOMALY_THRESHOLD is {a['threshold']:.4g}; "
+        "verification compares its C scores with the Python engine's (within "
+        f"{ANOMALY_ATOL:g} + {ANOMALY_RTOL:g} x |score| on the same features; run_classifier's "
+        "also within the C features' distance from Python's)",
+    )
+
+
 def _c_bundle(
     data: ModelData, job: Job, target: str, model_bytes: bytes, workdir: str
 ) -> tuple[str, dict]:
@@ -559,6 +593,9 @@ def _c_bundle(
     windows, where = _raw_test_windows(data, job, VERIFY_WINDOWS)
     freq = float(engine.input.frequency_hz)
     dsp_params = dataclasses.asdict(step.params)
+    # The Python pipeline's own features are the reference the C DSP must reproduce.
+    feats = step_features(windows, list(step.axes), step, engine, name="verification windows")
+    anomaly, anomaly_index, anomaly_note = _c_anomaly(data, step.id, feats.shape[1])
     kwargs = {
         "model_bytes": model_bytes,
         "project_name": job.project.name,
@@ -569,16 +606,21 @@ def _c_bundle(
         "window_len": window_length(engine.input),
         "axes": list(step.axes),
         "test_windows": windows,
+        "anomaly": anomaly,
+        "anomaly_feature_index": anomaly_index,
     }
     build = build_arduino_library if target == "arduino" else build_cpp_library
     zip_bytes = build(**kwargs)
-    # The Python pipeline's own features are the reference the C DSP must reproduce.
-    feats = step_features(windows, list(step.axes), step, engine, name="verification windows")
     cm = c_bundle.generate_c(model_bytes, prefix="model")
     inputs_q = c_bundle.quantize_features(
         feats, scale=cm.input_scale, zero_point=cm.input_zero_point
     )
     expected = c_bundle.litert_outputs(model_bytes, inputs_q)
+    expected_anomaly = (
+        None
+        if anomaly is None
+        else c_bundle.reference_anomaly(anomaly, feats, feature_index=anomaly_index)
+    )
     progress.report(
         job.id,
         0.6,
@@ -590,10 +632,13 @@ def _c_bundle(
         windows=windows,
         expected_features=feats,
         expected_int8_outputs=expected,
+        expected_anomaly=expected_anomaly,
         workdir=workdir,
         max_windows=VERIFY_WINDOWS,
     )
     report["windows_from"] = f"{where} set"
+    if anomaly_note:
+        report["note"] = anomaly_note
     keras_top = np.asarray(data.keras.predict(feats, verbose=0)).argmax(axis=1)
     report["keras_top1_agreement"] = float((expected.argmax(axis=1) == keras_top).mean())
     path = report.pop("bundle_with_report")
@@ -713,7 +758,7 @@ def deploy_run(claim: Claim, watch: CancelWatch) -> dict:
             ) from None
     watch.check()
     report |= {"target": target, "model_id": model.id, "impulse_version": model.impulse.version}
-    if data.engine.anomaly is not None:
+    if data.engine.anomaly is not None and target not in ("arduino", "cpp"):
         report["note"] = (
             "the impulse's anomaly block (k-means) is not part of this deployment: it carries the "
             "neural network only"

@@ -243,6 +243,18 @@ def test_story_1_gestures_from_an_empty_project_to_an_arduino_library_built_for_
     if int8.get("size"):
         figures["int8 .tflite model"] = f"{int8['size'] / 1024:.1f} KB"
     figures["verification"] = "ok" if dep.report.get("ok") else f"FAILED: {dep.report}"
+    # The wizard's k-means block is in the library: run_classifier fills result.anomaly, checked
+    # against the Python engine's scores on host and QEMU.
+    header = next((root / "src").glob("*_inferencing.h")).read_text()
+    assert "#define STUDIO_HAS_ANOMALY 1" in header and "STUDIO_ANOMALY_THRESHOLD" in header
+    assert dep.report.get("anomaly_block") and "is included" in dep.report.get("note", "")
+    for where in ("host", "qemu"):
+        assert dep.report[where]["anomaly"]["within_tolerance"], dep.report[where]["anomaly"]
+    a = dep.report["host"]["anomaly"]
+    figures["anomaly score, max |C - Python|"] = (
+        f"{a['max_abs_error_from_python_features']:.1e} (Python features), "
+        f"{a['max_abs_error']:.1e} (C features, shift up to {a['max_feature_shift']:.1e})"
+    )
     figures["wall time from an empty project"] = f"{total:.0f} s"
     print("\nstory 1 (gestures):", "; ".join(f"{k}: {v}" for k, v in figures.items()))
     assert flash > 0 and ram > 0

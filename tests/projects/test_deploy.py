@@ -8,6 +8,7 @@ import hashlib
 import os
 import tempfile
 
+import numpy as np
 import pytest
 
 from projects.models import Deployment, Job, TrainedModel
@@ -26,17 +27,38 @@ def fresh_media(settings, tmp_path):
     settings.STUDIO_WORK_DIR = tmp_path / "work"
 
 
-def model_row(project, users, *, activation: str = "relu", keras: bool = True) -> TrainedModel:
-    """A TrainedModel on the gesture impulse with a hand-built (untrained) network: no training needed."""
+def model_row(
+    project, users, *, activation: str = "relu", keras: bool = True, anomaly: bool = False
+) -> TrainedModel:
+    """A TrainedModel on the gesture impulse with a hand-built (untrained) network: no training needed.
+    With anomaly, the impulse has a k-means block fitted (engine API) on the training windows."""
     import keras as k
 
     from workers.ml.pipeline import _output_size, parse_impulse
 
     add_samples(project, per_label=2)
     row, _ = impulse_save(
-        project=project, actor=Actor(user=users["bob"]), spec=impulse_spec(anomaly=False)
+        project=project, actor=Actor(user=users["bob"]), spec=impulse_spec(anomaly=anomaly)
     )
     engine = parse_impulse(row.spec)
+    kmeans_block = None
+    if anomaly:
+        from projects.models import Sample
+        from projects.storage import read_bytes
+        from workers.ml import samples as canonical
+        from workers.ml.learn import anomaly as kmeans
+        from workers.ml.pipeline import sample_features
+
+        x = np.concatenate(
+            [
+                sample_features(canonical.decode(read_bytes(s.payload_path)), engine)[0]["spectral"]
+                for s in Sample.objects.filter(project=project)
+            ]
+        )
+        kmeans_block = kmeans.to_dict(kmeans.fit_kmeans(x, n_clusters=4)) | {
+            "inputs": ["spectral"],
+            "clusters": 4,
+        }
     n = _output_size(engine.dsp[0], engine.input)
     path = ""
     if keras:
@@ -59,6 +81,7 @@ def model_row(project, users, *, activation: str = "relu", keras: bool = True) -
         labels=["idle", "shake", "wave"],
         keras_path=path,
         snapshot=data_snapshot(project, ("training",)),
+        anomaly=kmeans_block,
     )
 
 
@@ -140,3 +163,43 @@ def test_an_op_the_c_generator_lacks_fails_the_c_targets_naming_it_while_tflite_
     assert dep.report["samples_from"] == "validation set"  # the project has no test data
     body = b"".join(api("vic").get(f"/api/v1/deployments/{dep.id}/download").streaming_content)
     assert hashlib.sha256(body).hexdigest() == dep.sha256 and body[4:8] == b"TFL3"
+
+
+@pytest.mark.slow
+def test_an_impulse_with_kmeans_deploys_to_arduino_with_the_anomaly_block_scored_like_python(
+    api, project, users
+):
+    import io
+    import zipfile
+
+    from workers.ml.export.c_bundle import ANOMALY_ATOL, ANOMALY_RTOL, _c_float
+
+    model = model_row(project, users, anomaly=True)
+    r = deploy(api, project, {"model": model.id, "target": "arduino"})
+    assert r.status_code == 202, r.json()
+    run_job.run(r.json()["id"])
+    job = Job.objects.get(pk=r.json()["id"])
+    assert job.status == "succeeded", job.error
+    dep = Deployment.objects.get(target="arduino")
+    report = dep.report
+    assert report["ok"], [(s["name"], s["status"], s["output"][-500:]) for s in report["steps"]]
+    assert report["anomaly_block"] and "not part of this deployment" not in report["note"]
+    assert "anomaly block (k-means, 4 clusters) is included" in report["note"]
+    assert (report["anomaly_atol"], report["anomaly_rtol"]) == (ANOMALY_ATOL, ANOMALY_RTOL)
+    for where in ("host", "qemu"):
+        got = report[where]["anomaly"]
+        assert got["windows"] == report["windows"] > 0 and got["within_tolerance"], got
+    body = b"".join(api("vic").get(f"/api/v1/deployments/{dep.id}/download").streaming_content)
+    z = zipfile.ZipFile(io.BytesIO(body))
+    (header,) = [n for n in z.namelist() if n.endswith("_inferencing.h")]
+    text = z.read(header).decode()
+    assert "#define STUDIO_HAS_ANOMALY 1" in text
+    assert f"#define STUDIO_ANOMALY_THRESHOLD {_c_float(model.anomaly['threshold'])}" in text
+    (md,) = [n for n in z.namelist() if n.endswith("REPORT.md")]
+    assert "anomaly block is included" in z.read(md).decode()
+
+    # a TFLite file carries the network only, and says so
+    r = deploy(api, project, {"model": model.id, "target": "tflite-int8"})
+    run_job.run(r.json()["id"])
+    tfl = Deployment.objects.get(target="tflite-int8")
+    assert "anomaly block (k-means) is not part of this deployment" in tfl.report["note"]

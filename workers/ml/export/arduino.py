@@ -49,6 +49,11 @@ void loop()
     }
     Serial.print("prediction: ");
     Serial.println(studio_labels[result.label_index]);
+#if STUDIO_HAS_ANOMALY
+    Serial.print("anomaly: ");
+    Serial.print(result.anomaly, 5);
+    Serial.println(result.anomaly > STUDIO_ANOMALY_THRESHOLD ? " (anomalous)" : "");
+#endif
     Serial.print("took (us): ");
     Serial.println(took);
     delay(2000);
@@ -119,8 +124,25 @@ void loop()
     }
     Serial.print("prediction: ");
     Serial.println(studio_labels[result.label_index]);
+#if STUDIO_HAS_ANOMALY
+    Serial.print("anomaly: ");
+    Serial.print(result.anomaly, 5);
+    Serial.println(result.anomaly > STUDIO_ANOMALY_THRESHOLD ? " (anomalous)" : "");
+#endif
 }
 """
+
+
+def _anomaly_readme(spec: ImpulseSpec) -> str:
+    a = spec.anomaly
+    if a is None:
+        return " No anomaly block: `result.anomaly` is 0 (`STUDIO_HAS_ANOMALY` 0)."
+    return (
+        f"\nThe k-means anomaly block ({a.clusters} clusters over {len(a.feature_index)} features) is "
+        "included: `run_classifier` sets `result.anomaly` to the distance to the nearest cluster "
+        "(the studio's score); above `STUDIO_ANOMALY_THRESHOLD` "
+        f"({a.threshold:.4g}) the window is unlike the training data (`STUDIO_HAS_ANOMALY` 1)."
+    )
 
 
 def _readme(spec: ImpulseSpec, arena: int, stub: bool) -> str:
@@ -130,7 +152,7 @@ Impulse: processing block `{spec.dsp_block}` ({spec.feature_count} features from
 {spec.window_len} samples × {len(spec.axes)} axes ({", ".join(spec.axes)}) at {spec.frequency:g} Hz),
 then an int8 neural network run by Tiny Studio's own generated C engine (no TensorFlow Lite
 Micro needed; one static arena of {arena} bytes, weights in flash as `const` arrays).
-Labels: {", ".join(spec.labels)}.
+Labels: {", ".join(spec.labels)}.{_anomaly_readme(spec)}
 
 ## Use it in the Arduino IDE
 
@@ -143,6 +165,9 @@ File → Examples → {spec.name} → `static_buffer` (classifies a pasted windo
 studio_result_t result;
 run_classifier(window /* [STUDIO_WINDOW_LEN * STUDIO_AXIS_COUNT] floats */, &result);
 Serial.println(studio_labels[result.label_index]);
+#if STUDIO_HAS_ANOMALY
+Serial.println(result.anomaly);  // > STUDIO_ANOMALY_THRESHOLD: unlike the training data
+#endif
 ```
 
 ## Build and check it on a PC (what Tiny Studio ran before handing you this zip)
@@ -158,8 +183,9 @@ No Arduino core for the Nano 33 BLE (mbed/nRF52) or `arduino-cli` is installable
 machine that builds these bundles, so `make arduino-stub` compiles the examples against
 the small stub in `extras/arduino_stub/` (Serial, micros/millis/delay, an IMU returning a
 sine). It proves the sketches compile and run their loop; it is not a board build. The int8
-outputs are bit-exact with the LiteRT interpreter on the bundled test windows
-(`REPORT.md`, when present, records the checks and the flash/RAM figures).
+outputs are bit-exact with the LiteRT interpreter on the bundled test windows, and anomaly
+scores (when the impulse has an anomaly block) agree with the Python engine's within
+1e-4 + 1e-4 × |score| (`REPORT.md`, when present, records the checks and the flash/RAM figures).
 """
 
 
@@ -176,6 +202,8 @@ def build_arduino_library(
     feature_mean: np.ndarray | None = None,
     feature_scale: np.ndarray | None = None,
     test_windows: np.ndarray | None = None,
+    anomaly: dict | None = None,
+    anomaly_feature_index=None,
 ) -> bytes:
     """Zip of an Arduino library `<name>/` (library.properties, src/, examples/, extras/).
 
@@ -183,6 +211,8 @@ def build_arduino_library(
     before the int8 quantization whose scale and zero point come from the .tflite input tensor.
     test_windows: raw windows [n][window_len][axes] compiled into extras/test_vectors.h with the
     Python features and LiteRT's int8 outputs, for `make test` / `make qemu`.
+    anomaly / anomaly_feature_index: the impulse's k-means block, scored into result.anomaly
+    (see c_bundle.impulse_files).
     """
     spec, model, files, _ = impulse_files(
         model_bytes=model_bytes,
@@ -196,6 +226,8 @@ def build_arduino_library(
         feature_mean=feature_mean,
         feature_scale=feature_scale,
         test_windows=test_windows,
+        anomaly=anomaly,
+        anomaly_feature_index=anomaly_feature_index,
     )
     name = spec.name
     if test_windows is not None and len(test_windows):
@@ -221,7 +253,8 @@ def build_arduino_library(
             "version=1.0.0",
             "author=Tiny Studio",
             "maintainer=Tiny Studio",
-            f"sentence=Impulse {name}: {spec.dsp_block} features and an int8 classifier.",
+            f"sentence=Impulse {name}: {spec.dsp_block} features and an int8 classifier"
+            + (" with a k-means anomaly score." if spec.anomaly is not None else "."),
             "paragraph=Generated C: DSP block, int8 engine bit-exact with LiteRT, no TensorFlow Lite Micro.",
             "category=Data Processing",
             "url=https://example.invalid/tiny-studio",

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from workers.ml.export.cgen import CModel, generate_c
+from workers.ml.learn import anomaly as kmeans
+from workers.ml.learn.anomaly import KMeansModel
 
 EXPORT_C_DIR = Path(__file__).parent / "c"
 ARDUINO_STUB_DIR = EXPORT_C_DIR / "arduino_stub"
@@ -20,6 +22,10 @@ QEMU_DIR = EXPORT_C_DIR / "qemu"
 # products unfused so the softmax and requantization round exactly as on the host.
 C_FLAGS = "-std=c99 -O2 -Wall -Wextra -ffp-contract=off"
 ARM_FLAGS = "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -ffp-contract=off"
+# The C anomaly score (float32) against the Python engine's (float64): |C - Python| must stay
+# within ANOMALY_ATOL + ANOMALY_RTOL * |Python| on the test windows.
+ANOMALY_ATOL = 1e-4
+ANOMALY_RTOL = 1e-4
 
 
 class BundleError(ValueError):
@@ -42,6 +48,83 @@ class ImpulseSpec:
     feature_count: int
     feature_mean: np.ndarray | None
     feature_scale: np.ndarray | None
+    anomaly: AnomalySpec | None = None
+
+
+@dataclass(frozen=True)
+class AnomalySpec:
+    """The k-means anomaly block as the C glue scores it (workers.ml.learn.anomaly.score).
+
+    feature_index picks the block's inputs from the DSP features (pipeline.learn_input concatenates
+    the DSP outputs the block names); mean/scale standardise them; the score is the Euclidean
+    distance to the nearest centroid in that scaled space.
+    """
+
+    model: KMeansModel  # float64, the reference the C score is checked against
+    feature_index: np.ndarray  # int, one per k-means input, into the DSP features
+    mean: np.ndarray  # float32 [d]
+    scale: np.ndarray  # float32 [d]
+    centroids: np.ndarray  # float32 [k, d]
+    threshold: float
+
+    @property
+    def clusters(self) -> int:
+        return len(self.centroids)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """The Python engine's anomaly score of DSP feature rows [n, feature_count]."""
+        x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
+        return kmeans.score(self.model, x[:, self.feature_index])
+
+
+def anomaly_spec(
+    anomaly: dict | KMeansModel, *, feature_count: int, feature_index=None
+) -> AnomalySpec:
+    """Check a k-means block (to_dict form as stored with the model, or a KMeansModel) against the
+    DSP block's feature count. feature_index defaults to every feature in order."""
+    if isinstance(anomaly, dict):
+        try:
+            model = kmeans.from_dict(anomaly)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"anomaly is not a k-means model: {exc}") from None
+    elif isinstance(anomaly, KMeansModel):
+        model = anomaly
+    else:
+        raise BundleError(f"anomaly must be a k-means model dict, got {type(anomaly).__name__}")
+    if feature_index is None:
+        feature_index = np.arange(feature_count)
+    index = np.asarray(feature_index)
+    if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+        raise BundleError("anomaly feature_index must be a list of integers")
+    if len(index) and (index.min() < 0 or index.max() >= feature_count):
+        raise BundleError(
+            f"anomaly feature_index must lie in 0..{feature_count - 1} (the DSP block's features)"
+        )
+    centroids = np.asarray(model.centroids, dtype=np.float64)
+    d = len(index)
+    if (
+        centroids.ndim != 2
+        or not 1 <= len(centroids)
+        or centroids.shape[1] != d
+        or np.asarray(model.mean).shape != (d,)
+        or np.asarray(model.scale).shape != (d,)
+    ):
+        raise BundleError(
+            f"the anomaly block's centroids {centroids.shape}, mean and scale do not fit its "
+            f"{d} input features"
+        )
+    if not (np.isfinite(centroids).all() and np.isfinite(model.mean).all()):
+        raise BundleError("the anomaly block's centroids or mean are NaN or infinite")
+    if not (np.isfinite(model.scale).all() and (np.asarray(model.scale) > 0).all()):
+        raise BundleError("the anomaly block's scale must be finite and positive")
+    return AnomalySpec(
+        model=model,
+        feature_index=index.astype(np.int64),
+        mean=np.asarray(model.mean, np.float32),
+        scale=np.asarray(model.scale, np.float32),
+        centroids=centroids.astype(np.float32),
+        threshold=float(model.threshold),
+    )
 
 
 def library_name(project_name: str) -> str:
@@ -121,16 +204,38 @@ def _array_init(values: np.ndarray) -> str:
     return "{" + ", ".join(_c_float(v) for v in np.asarray(values).reshape(-1)) + "}"
 
 
+def _anomaly_defines(a: AnomalySpec | None) -> str:
+    if a is None:
+        return """/* This impulse has no anomaly block: result->anomaly is always 0. */
+#define STUDIO_HAS_ANOMALY 0
+#define EI_CLASSIFIER_HAS_ANOMALY 0
+"""
+    return f"""/* The k-means anomaly block: result->anomaly is the Euclidean distance of the window's
+ * standardised features to the nearest of STUDIO_ANOMALY_CLUSTERS cluster centres of the
+ * training windows (the Python engine's score). Above STUDIO_ANOMALY_THRESHOLD (the studio's
+ * threshold: a percentile of the training windows' scores) the window is unlike the training data. */
+#define STUDIO_HAS_ANOMALY 1
+#define STUDIO_ANOMALY_CLUSTERS {a.clusters}
+#define STUDIO_ANOMALY_FEATURE_COUNT {len(a.feature_index)}
+#define STUDIO_ANOMALY_THRESHOLD {_c_float(a.threshold)}
+/* Edge Impulse's names, for sketches written against its SDK */
+#define EI_CLASSIFIER_HAS_ANOMALY 1
+#define EI_CLASSIFIER_ANOMALY_THRESHOLD STUDIO_ANOMALY_THRESHOLD
+"""
+
+
 def header_text(spec: ImpulseSpec, model: CModel) -> str:
     up = "STUDIO"
     labels = ", ".join(_c_string(lbl) for lbl in spec.labels)
     axes = ", ".join(_c_string(a) for a in spec.axes)
-    return f"""/* {spec.name} impulse, generated by Tiny Studio: DSP block "{spec.dsp_block}" + int8 model.
+    blocks = "int8 model" + (" + k-means anomaly block" if spec.anomaly is not None else "")
+    return f"""/* {spec.name} impulse, generated by Tiny Studio: DSP block "{spec.dsp_block}" + {blocks}.
  *
  * run_classifier() takes one raw window, row-major [STUDIO_WINDOW_LEN][STUDIO_AXIS_COUNT]
  * (value 0 of every axis, then value 1, ...), computes the features with the C DSP block,
  * quantizes them to the model's int8 input, runs the generated engine and dequantizes the
- * scores. No heap; one static arena of {model.arena_size} bytes. Not reentrant.
+ * scores; with an anomaly block it also scores the features against the k-means clusters.
+ * No heap; one static arena of {model.arena_size} bytes. Not reentrant.
  */
 #ifndef {spec.name.upper()}_INFERENCING_H
 #define {spec.name.upper()}_INFERENCING_H
@@ -151,6 +256,7 @@ extern "C" {{
 #define {up}_DSP_BLOCK {_c_string(spec.dsp_block)}
 #define {up}_ARENA_SIZE {model.arena_size}
 
+{_anomaly_defines(spec.anomaly)}
 #define STUDIO_OK 0
 #define STUDIO_ERR_DSP (-10)   /* the DSP block failed or returned an unexpected count */
 #define STUDIO_ERR_ARGS (-11)  /* a NULL argument */
@@ -158,7 +264,7 @@ extern "C" {{
 typedef struct {{
     float classification[{up}_LABEL_COUNT]; /* dequantized model outputs, one per label */
     int label_index;                         /* index of the highest score */
-    float anomaly;                           /* 0: this impulse has no anomaly block */
+    float anomaly;                           /* k-means anomaly score; 0 without an anomaly block */
 }} studio_result_t;
 
 extern const char *const studio_labels[{up}_LABEL_COUNT];
@@ -172,12 +278,94 @@ int studio_extract_features(const float *signal, float *features /* [STUDIO_FEAT
 void studio_quantize_features(const float *features, int8_t *input /* model input size */);
 int studio_classify_int8(const int8_t *input, studio_result_t *result,
                          int8_t *scores /* [STUDIO_LABEL_COUNT] or NULL */);
+/* The anomaly score of DSP features (what run_classifier puts in result->anomaly;
+ * studio_classify_int8 alone leaves it 0); 0 when STUDIO_HAS_ANOMALY is 0. */
+float studio_anomaly_score(const float *features /* [STUDIO_FEATURE_COUNT] */);
+/* How far apart two feature vectors are in the anomaly block's scaled space: a bound on how much
+ * their scores differ (0 when STUDIO_HAS_ANOMALY is 0). */
+float studio_anomaly_shift(const float *a, const float *b);
 
 #ifdef __cplusplus
 }}
 #endif
 
 #endif
+"""
+
+
+def _anomaly_source(a: AnomalySpec | None) -> str:
+    if a is None:
+        return """
+float studio_anomaly_score(const float *features)
+{
+    (void)features;
+    return 0.0f;
+}
+
+float studio_anomaly_shift(const float *a, const float *b)
+{
+    (void)a;
+    (void)b;
+    return 0.0f;
+}
+"""
+    d, k = len(a.feature_index), a.clusters
+    index = ", ".join(str(int(i)) for i in a.feature_index)
+    rows = ",\n".join("    " + _array_init(c) for c in a.centroids)
+    return f"""
+/* The k-means anomaly block (workers/ml/learn/anomaly.py): which DSP features it reads, their
+ * standardisation (x - mean) / scale, and the cluster centres in that scaled space. */
+static const uint32_t anomaly_feature_index[STUDIO_ANOMALY_FEATURE_COUNT] = {{ {index} }};
+static const float anomaly_mean[STUDIO_ANOMALY_FEATURE_COUNT] = {_array_init(a.mean)};
+static const float anomaly_scale[STUDIO_ANOMALY_FEATURE_COUNT] = {_array_init(a.scale)};
+static const float anomaly_centroids[STUDIO_ANOMALY_CLUSTERS][STUDIO_ANOMALY_FEATURE_COUNT] = {{
+{rows}
+}};
+static float anomaly_x[STUDIO_ANOMALY_FEATURE_COUNT];
+
+#if STUDIO_ANOMALY_CLUSTERS != {k} || STUDIO_ANOMALY_FEATURE_COUNT != {d}
+#error "the anomaly block's arrays differ from the header"
+#endif
+
+/* Distance to the nearest centre, as anomaly.score computes it. The squares of the differences
+ * are summed directly: the |x|^2 - 2x.c + |c|^2 expansion the Python side uses in float64 would
+ * cancel badly in float32 for windows close to a centre. */
+float studio_anomaly_score(const float *features)
+{{
+    float best = 0.0f;
+    if (!features) {{
+        return 0.0f;
+    }}
+    for (int j = 0; j < STUDIO_ANOMALY_FEATURE_COUNT; ++j) {{
+        anomaly_x[j] = (features[anomaly_feature_index[j]] - anomaly_mean[j]) / anomaly_scale[j];
+    }}
+    for (int c = 0; c < STUDIO_ANOMALY_CLUSTERS; ++c) {{
+        float d2 = 0.0f;
+        for (int j = 0; j < STUDIO_ANOMALY_FEATURE_COUNT; ++j) {{
+            float t = anomaly_x[j] - anomaly_centroids[c][j];
+            d2 += t * t;
+        }}
+        if (c == 0 || d2 < best) {{
+            best = d2;
+        }}
+    }}
+    return sqrtf(best);
+}}
+
+/* The score is a distance, so it moves by at most the distance between the two feature vectors
+ * in the same scaled space: the bound the self-test allows between C and Python features. */
+float studio_anomaly_shift(const float *a, const float *b)
+{{
+    float d2 = 0.0f;
+    if (!a || !b) {{
+        return 0.0f;
+    }}
+    for (int j = 0; j < STUDIO_ANOMALY_FEATURE_COUNT; ++j) {{
+        float t = (a[anomaly_feature_index[j]] - b[anomaly_feature_index[j]]) / anomaly_scale[j];
+        d2 += t * t;
+    }}
+    return sqrtf(d2);
+}}
 """
 
 
@@ -197,6 +385,7 @@ def impulse_source(spec: ImpulseSpec, model: CModel) -> str:
     labels = ", ".join(_c_string(lbl) for lbl in spec.labels)
     axes = ", ".join(_c_string(a) for a in spec.axes)
     return f"""/* {spec.name} impulse glue, generated by Tiny Studio: DSP -> int8 -> model -> scores. */
+#include <math.h>
 #include <stddef.h>
 
 #include "{spec.name}_inferencing.h"
@@ -284,9 +473,13 @@ int run_classifier(const float *signal, studio_result_t *result)
         return rc;
     }}
     studio_quantize_features(features, model_input);
-    return studio_classify_int8(model_input, result, NULL);
+    rc = studio_classify_int8(model_input, result, NULL);
+    if (rc == STUDIO_OK) {{
+        result->anomaly = studio_anomaly_score(features);
+    }}
+    return rc;
 }}
-"""
+{_anomaly_source(spec.anomaly)}"""
 
 
 def test_vectors_header(
@@ -296,8 +489,16 @@ def test_vectors_header(
     *,
     feature_atol: float,
     feature_rtol: float,
+    anomaly: np.ndarray | None = None,
+    anomaly_atol: float = ANOMALY_ATOL,
+    anomaly_rtol: float = ANOMALY_RTOL,
 ) -> str:
+    """anomaly: the Python engine's anomaly score of each window's features (None: not checked)."""
     n = len(windows)
+    has_anomaly = anomaly is not None
+    scores = np.zeros(n) if anomaly is None else np.asarray(anomaly, np.float64).reshape(-1)
+    if len(scores) != n:
+        raise BundleError(f"anomaly has {len(scores)} scores for {n} test windows")
     rows_w = ",\n".join("    " + _array_init(w) for w in windows)
     rows_f = ",\n".join("    " + _array_init(f) for f in features)
     rows_o = ",\n".join(
@@ -322,16 +523,27 @@ static const int8_t studio_test_outputs[{max(n, 1)}][STUDIO_LABEL_COUNT] = {{
 {rows_o if n else "    {0}"}
 }};
 
+/* The Python engine's k-means anomaly score of each window's Python features; the C score of
+ * the same features must lie within ATOL + RTOL * |expected|, run_classifier's (C features) within
+ * that plus studio_anomaly_shift(C features, Python features). */
+#define STUDIO_TEST_HAS_ANOMALY {int(has_anomaly)}
+#define STUDIO_TEST_ANOMALY_ATOL {_c_float(anomaly_atol)}
+#define STUDIO_TEST_ANOMALY_RTOL {_c_float(anomaly_rtol)}
+static const float studio_test_anomaly[{max(n, 1)}] = {_array_init(scores) if n else "{0}"};
+
 #endif
 """
 
 
 SELFTEST_C = r"""/* Runs the bundled test vectors: raw window -> C DSP -> C engine, against Python and LiteRT.
+ * With an anomaly block, also the k-means score against the Python engine's.
  * Prints one line per window and a summary; returns the number of failed windows. */
 #include <stdio.h>
 
 #include "@NAME@_inferencing.h"
 #include "test_vectors.h"
+
+#define CHECK_ANOMALY (STUDIO_HAS_ANOMALY && STUDIO_TEST_HAS_ANOMALY)
 
 int main(void)
 {
@@ -339,10 +551,14 @@ int main(void)
     static int8_t input[STUDIO_FEATURE_COUNT];
     int failures = 0, top1 = 0, engine_exact = 0, pipeline_exact = 0;
     float worst = 0.0f;
+#if CHECK_ANOMALY
+    int anomaly_engine_ok = 0, anomaly_pipeline_ok = 0, above = 0, expected_above = 0;
+    float worst_engine = 0.0f, worst_pipeline = 0.0f;
+#endif
     for (int t = 0; t < STUDIO_TEST_COUNT; ++t) {
         studio_result_t r, r_engine;
         int8_t scores[STUDIO_LABEL_COUNT], engine_scores[STUDIO_LABEL_COUNT];
-        int feat_ok = 1, out_ok = 1, engine_ok = 1, expected_top = 0;
+        int feat_ok = 1, out_ok = 1, engine_ok = 1, expected_top = 0, anomaly_bad = 0;
         if (studio_extract_features(studio_test_windows[t], features) != STUDIO_OK) {
             printf("window %d: DSP failed\n", t);
             ++failures;
@@ -372,8 +588,49 @@ int main(void)
                expected_top, feat_ok ? "ok" : "DIFF", out_ok ? "ok" : "DIFF", engine_ok ? "ok" : "DIFF");
         for (int i = 0; i < STUDIO_LABEL_COUNT; ++i) printf(" %d", scores[i]);
         printf("\n");
-        if (!feat_ok || !engine_ok || r.label_index != expected_top) ++failures;
+#if CHECK_ANOMALY
+        {
+            /* The C score of the Python features (the k-means code alone) must match the Python
+             * engine's within the tolerance; the score run_classifier gives on the raw window (C
+             * features) within the tolerance plus how far the C features lie from Python's. */
+            studio_result_t full;
+            float e = studio_test_anomaly[t];
+            float tol = STUDIO_TEST_ANOMALY_ATOL + STUDIO_TEST_ANOMALY_RTOL * (e < 0 ? -e : e);
+            float a_engine = studio_anomaly_score(studio_test_features[t]);
+            float shift = studio_anomaly_shift(features, studio_test_features[t]);
+            float de, dp;
+            int a_ok, p_ok;
+            if (run_classifier(studio_test_windows[t], &full) != STUDIO_OK) {
+                printf("window %d: run_classifier failed\n", t);
+                ++failures;
+                continue;
+            }
+            de = a_engine - e;
+            dp = full.anomaly - e;
+            de = de < 0 ? -de : de;
+            dp = dp < 0 ? -dp : dp;
+            a_ok = de <= tol;
+            p_ok = dp <= tol + shift;
+            if (de > worst_engine) worst_engine = de;
+            if (dp > worst_pipeline) worst_pipeline = dp;
+            anomaly_engine_ok += a_ok;
+            anomaly_pipeline_ok += p_ok;
+            above += full.anomaly > STUDIO_ANOMALY_THRESHOLD;
+            expected_above += e > STUDIO_ANOMALY_THRESHOLD;
+            printf("window %d anomaly %.9g engine %.9g expected %.9g shift %.9g engine %s pipeline %s\n",
+                   t, (double)full.anomaly, (double)a_engine, (double)e, (double)shift,
+                   a_ok ? "ok" : "DIFF", p_ok ? "ok" : "DIFF");
+            anomaly_bad = !a_ok || !p_ok || full.label_index != r.label_index;
+        }
+#endif
+        if (!feat_ok || !engine_ok || r.label_index != expected_top || anomaly_bad) ++failures;
     }
+#if CHECK_ANOMALY
+    printf("anomaly summary: windows %d engine_within %d pipeline_within %d worst_engine_error %.9g "
+           "worst_pipeline_error %.9g above_threshold %d expected_above %d threshold %.9g\n",
+           STUDIO_TEST_COUNT, anomaly_engine_ok, anomaly_pipeline_ok, (double)worst_engine,
+           (double)worst_pipeline, above, expected_above, (double)STUDIO_ANOMALY_THRESHOLD);
+#endif
     printf("summary: windows %d top1 %d engine_exact %d pipeline_exact %d worst_feature_error %.9g failures %d\n",
            STUDIO_TEST_COUNT, top1, engine_exact, pipeline_exact, (double)worst, failures);
     return failures;
@@ -512,11 +769,16 @@ def impulse_files(
     test_windows: np.ndarray | None = None,
     feature_atol: float = 1e-4,
     feature_rtol: float = 1e-3,
+    anomaly: dict | KMeansModel | None = None,
+    anomaly_feature_index=None,
 ) -> tuple[ImpulseSpec, CModel, dict[str, str], np.ndarray | None]:
     """Sources of the impulse under src/ and extras/, keyed by path in the bundle.
 
     Returns (spec, model, files, test features). With test_windows the bundle carries test
     vectors (Python features and LiteRT int8 outputs) that `make test` / `make qemu` check.
+    anomaly: the impulse's k-means block (anomaly.to_dict form, as stored with the model) that
+    run_classifier scores into result->anomaly; anomaly_feature_index picks its inputs from the
+    DSP features (default: all of them, in order). Its test vectors carry the Python scores.
     """
     if not labels:
         raise BundleError("labels must not be empty")
@@ -557,6 +819,9 @@ def impulse_files(
         feature_scale=None
         if feature_scale is None
         else np.asarray(feature_scale, np.float32).reshape(-1),
+        anomaly=None
+        if anomaly is None
+        else anomaly_spec(anomaly, feature_count=count, feature_index=anomaly_feature_index),
     )
     from workers.ml.dsp import c as dsp_c
 
@@ -575,6 +840,7 @@ def impulse_files(
     windows = np.zeros((0, window_len, len(axes)), np.float32)
     outputs_q = np.zeros((0, 1), np.int8)
     feats = np.zeros((0, count), np.float32)
+    anomaly_scores = None
     if test_windows is not None:
         windows = np.asarray(test_windows, dtype=np.float32).reshape(-1, window_len, len(axes))
         feats = python_features(dsp_block, dsp_params, windows, frequency=frequency)
@@ -587,8 +853,15 @@ def impulse_files(
         )
         outputs_q = litert_outputs(model_bytes, inputs_q)
         test_features = feats
+        if spec.anomaly is not None:
+            anomaly_scores = spec.anomaly.scores(feats)
     files["extras/test_vectors.h"] = test_vectors_header(
-        windows, feats, outputs_q, feature_atol=feature_atol, feature_rtol=feature_rtol
+        windows,
+        feats,
+        outputs_q,
+        feature_atol=feature_atol,
+        feature_rtol=feature_rtol,
+        anomaly=anomaly_scores,
     )
     return spec, model, files, test_features
 
@@ -614,6 +887,15 @@ def reference_outputs(
         feature_scale=feature_scale,
     )
     return feats, litert_outputs(model_bytes, q)
+
+
+def reference_anomaly(
+    anomaly: dict | KMeansModel, features: np.ndarray, *, feature_index=None
+) -> np.ndarray:
+    """The Python engine's anomaly score of DSP feature rows: what the C anomaly score must match."""
+    feats = np.asarray(features, dtype=np.float32)
+    spec = anomaly_spec(anomaly, feature_count=feats.shape[1], feature_index=feature_index)
+    return spec.scores(feats)
 
 
 def litert_outputs(model_bytes: bytes, inputs_q: np.ndarray) -> np.ndarray:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.ml.export.c_bundle import impulse_files, makefile_text, zip_files
+from workers.ml.export.c_bundle import ImpulseSpec, impulse_files, makefile_text, zip_files
 
 MAIN_C = r"""/* Reads raw windows from stdin (numbers separated by spaces, commas or newlines;
  * STUDIO_WINDOW_LEN * STUDIO_AXIS_COUNT values per window, axes interleaved) and prints
- * "label: score" lines and the prediction for each window. */
+ * "label: score" lines and the prediction for each window (and its anomaly score when the
+ * impulse has an anomaly block). */
 #include <stdio.h>
 
 #include "@NAME@_inferencing.h"
@@ -51,6 +52,10 @@ int main(void)
             printf("%s: %.5f\n", studio_labels[i], (double)result.classification[i]);
         }
         printf("prediction: %s\n", studio_labels[result.label_index]);
+#if STUDIO_HAS_ANOMALY
+        printf("anomaly: %.5f%s\n", (double)result.anomaly,
+               result.anomaly > STUDIO_ANOMALY_THRESHOLD ? " (anomalous)" : "");
+#endif
         count++;
     }
 }
@@ -76,6 +81,18 @@ target_link_libraries(@NAME@_classify PRIVATE @NAME@_impulse)
 """
 
 
+def _anomaly_note(spec: ImpulseSpec) -> str:
+    a = spec.anomaly
+    if a is None:
+        return "No anomaly block: `result.anomaly` is 0 (`STUDIO_HAS_ANOMALY` 0)."
+    return (
+        f"The k-means anomaly block ({a.clusters} clusters over {len(a.feature_index)} features) is "
+        "included: `run_classifier` sets `result.anomaly` to the distance to the nearest cluster\n"
+        f"(the studio's score); above `STUDIO_ANOMALY_THRESHOLD` ({a.threshold:.4g}) the window is "
+        "unlike the training data."
+    )
+
+
 def build_cpp_library(
     *,
     model_bytes: bytes,
@@ -89,8 +106,13 @@ def build_cpp_library(
     feature_mean: np.ndarray | None = None,
     feature_scale: np.ndarray | None = None,
     test_windows: np.ndarray | None = None,
+    anomaly: dict | None = None,
+    anomaly_feature_index=None,
 ) -> bytes:
-    """Zip `<name>/` with src/ (C99, usable from C++), CMakeLists.txt, Makefile, examples/main.c."""
+    """Zip `<name>/` with src/ (C99, usable from C++), CMakeLists.txt, Makefile, examples/main.c.
+
+    anomaly / anomaly_feature_index: the impulse's k-means block, scored into result.anomaly
+    (see c_bundle.impulse_files)."""
     spec, model, files, _ = impulse_files(
         model_bytes=model_bytes,
         project_name=project_name,
@@ -103,6 +125,8 @@ def build_cpp_library(
         feature_mean=feature_mean,
         feature_scale=feature_scale,
         test_windows=test_windows,
+        anomaly=anomaly,
+        anomaly_feature_index=anomaly_feature_index,
     )
     name = spec.name
     files["examples/main.c"] = MAIN_C.replace("@NAME@", name)
@@ -114,6 +138,7 @@ Processing block `{spec.dsp_block}` ({spec.feature_count} features from {spec.wi
 samples × {len(spec.axes)} axes ({", ".join(spec.axes)}) at {spec.frequency:g} Hz) and an int8
 classifier run by generated C99 (one static arena of {model.arena_size} bytes, no heap).
 Labels: {", ".join(spec.labels)}. The headers have `extern "C"` guards for C++.
+{_anomaly_note(spec)}
 
 ## Build
 

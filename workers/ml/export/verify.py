@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from workers.ml.export.c_bundle import ARDUINO_STUB_DIR, test_vectors_header
+from workers.ml.export.c_bundle import (
+    ANOMALY_ATOL,
+    ANOMALY_RTOL,
+    ARDUINO_STUB_DIR,
+    test_vectors_header,
+)
 
 DEFAULT_TIMEOUT = 180.0  # seconds per step; QEMU gets the same bound
 
@@ -25,6 +30,9 @@ class VerifyError(ValueError):
 
 _WINDOW_LINE = re.compile(
     r"window (\d+): label (-?\d+) expected (-?\d+) features (\w+) int8 (\w+) engine (\w+) scores((?: -?\d+)*)"
+)
+_ANOMALY_LINE = re.compile(
+    r"window (\d+) anomaly (\S+) engine (\S+) expected (\S+) shift (\S+) engine (\w+) pipeline (\w+)"
 )
 _SUMMARY = re.compile(
     r"summary: windows (\d+) top1 (\d+) engine_exact (\d+) pipeline_exact (\d+) "
@@ -65,6 +73,18 @@ def _parse_selftest(output: str) -> dict[str, Any]:
                 "scores": [int(v) for v in m.group(7).split()],
             }
         )
+    anomaly = [
+        {
+            "window": int(m.group(1)),
+            "score": float(m.group(2)),
+            "engine_score": float(m.group(3)),
+            "expected": float(m.group(4)),
+            "shift": float(m.group(5)),
+            "engine_ok": m.group(6) == "ok",
+            "pipeline_ok": m.group(7) == "ok",
+        }
+        for m in _ANOMALY_LINE.finditer(output)
+    ]
     summary: dict[str, Any] = {}
     m = _SUMMARY.search(output)
     if m:
@@ -77,7 +97,7 @@ def _parse_selftest(output: str) -> dict[str, Any]:
             "worst_feature_error": float(worst) if worst else None,
             "failures": int(m.group(6)),
         }
-    return {"summary": summary, "windows": windows}
+    return {"summary": summary, "windows": windows, "anomaly": anomaly}
 
 
 def _parse_sizes(output: str) -> dict[str, dict[str, int]]:
@@ -115,6 +135,15 @@ def _markdown(report: dict) -> str:
     for s in report["steps"]:
         note = s.get("reason") or s.get("note") or ""
         lines.append(f"| {s['name']} | {s['status']} | {s.get('seconds', '')} | {note} |")
+    if report.get("anomaly_block"):
+        lines += [
+            "",
+            "The impulse's k-means anomaly block is included: run_classifier sets result.anomaly. "
+            "The C score of the Python features must match the Python engine's within "
+            f"{report['anomaly_atol']:g} + {report['anomaly_rtol']:g} x |score|; run_classifier's "
+            "score (C features) within that plus the distance between the C and Python features "
+            "in the block's scaled space (see anomaly in host and qemu below).",
+        ]
     for key in ("host", "qemu"):
         res = report.get(key)
         if res:
@@ -145,6 +174,9 @@ def verify_c_bundle(
     max_windows: int = 20,
     feature_atol: float = 1e-4,
     feature_rtol: float = 1e-3,
+    expected_anomaly: np.ndarray | None = None,
+    anomaly_atol: float = ANOMALY_ATOL,
+    anomaly_rtol: float = ANOMALY_RTOL,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict:
     """Build and run an Arduino or C++ bundle on the first `max_windows` windows; return a report.
@@ -154,6 +186,12 @@ def verify_c_bundle(
     (features within atol + rtol*|expected|, int8 outputs identical, top-1 agreement), and the
     Cortex-M4 flash/RAM of the library. REPORT.json and REPORT.md are written into the bundle
     tree and a re-zipped copy is saved as report["bundle_with_report"].
+
+    A bundle with an anomaly block (STUDIO_HAS_ANOMALY 1) needs expected_anomaly, the Python
+    engine's score per window: the C score of the Python features must lie within anomaly_atol +
+    anomaly_rtol * |expected| on host and QEMU, and run_classifier's (C features) within that plus
+    the distance of the C features from Python's in the block's scaled space (a distance moves by
+    no more than its end point).
     """
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -172,6 +210,9 @@ def verify_c_bundle(
     root = extract / root_name
     if not (root / "Makefile").exists() or not (root / "src").is_dir():
         raise VerifyError("the bundle has no Makefile or src/ folder")
+    has_anomaly = any(
+        "#define STUDIO_HAS_ANOMALY 1" in h.read_text() for h in (root / "src").glob("*.h")
+    )
 
     n = min(max_windows, len(windows))
     win = np.asarray(windows, dtype=np.float32)[:n]
@@ -184,9 +225,32 @@ def verify_c_bundle(
         )
     if np.any(outs < -128) or np.any(outs > 127):
         raise VerifyError("expected_int8_outputs must be int8 values")
+    anomaly = None
+    if has_anomaly:
+        if expected_anomaly is None:
+            raise VerifyError(
+                "the bundle has an anomaly block: give expected_anomaly (the Python engine's scores)"
+            )
+        anomaly = np.asarray(expected_anomaly, dtype=np.float64).reshape(-1)[:n]
+        if len(anomaly) != n:
+            raise VerifyError(
+                f"expected_anomaly ({len(expected_anomaly)}) must have one score per window "
+                f"({len(windows)})"
+            )
+    elif expected_anomaly is not None:
+        raise VerifyError("expected_anomaly was given but the bundle has no anomaly block")
     (root / "extras").mkdir(exist_ok=True)
     (root / "extras" / "test_vectors.h").write_text(
-        test_vectors_header(win, feats, outs, feature_atol=feature_atol, feature_rtol=feature_rtol)
+        test_vectors_header(
+            win,
+            feats,
+            outs,
+            feature_atol=feature_atol,
+            feature_rtol=feature_rtol,
+            anomaly=anomaly,
+            anomaly_atol=anomaly_atol,
+            anomaly_rtol=anomaly_rtol,
+        )
     )
 
     report: dict[str, Any] = {
@@ -194,8 +258,11 @@ def verify_c_bundle(
         "windows": n,
         "feature_atol": feature_atol,
         "feature_rtol": feature_rtol,
+        "anomaly_block": has_anomaly,
         "steps": [],
     }
+    if has_anomaly:
+        report |= {"anomaly_atol": anomaly_atol, "anomaly_rtol": anomaly_rtol}
     expected_top = outs.argmax(axis=1) if n else np.zeros(0, int)
 
     def judge(parsed: dict) -> dict:
@@ -207,6 +274,23 @@ def verify_c_bundle(
         res["features_ok"] = all(w["features_ok"] for w in parsed["windows"])
         res["engine_outputs_identical"] = all(w["engine_ok"] for w in parsed["windows"])
         res["pipeline_outputs_identical"] = all(w["int8_ok"] for w in parsed["windows"])
+        if has_anomaly:
+            rows = parsed["anomaly"]
+            c = np.array([a["score"] for a in rows])
+            exp = anomaly if anomaly is not None else np.zeros(0)
+            res["anomaly"] = {
+                "windows": len(rows),
+                "within_tolerance": len(rows) == n
+                and all(a["engine_ok"] and a["pipeline_ok"] for a in rows),
+                "max_abs_error": float(np.abs(c - exp).max()) if len(c) == n and n else None,
+                "max_abs_error_from_python_features": float(
+                    np.abs(np.array([a["engine_score"] for a in rows]) - exp).max()
+                )
+                if len(c) == n and n
+                else None,
+                "max_feature_shift": max((a["shift"] for a in rows), default=None),
+                "scores": [a["score"] for a in rows],
+            }
         return res
 
     def passed(res: dict) -> bool:
@@ -216,6 +300,7 @@ def verify_c_bundle(
             and res["features_ok"]
             and res["engine_outputs_identical"]
             and res.get("top1_agreement") == 1.0
+            and (not has_anomaly or res["anomaly"]["within_tolerance"])
         )
 
     # 1. host gcc: build and run the self-test
@@ -335,13 +420,20 @@ def verify_c_bundle(
                 "build/selftest.elf",
             ]
             rc, out = _run(cmd, root, timeout)
-            res = judge(_parse_selftest(out))
+            qemu_parsed = _parse_selftest(out)
+            res = judge(qemu_parsed)
             report["qemu"] = res
             ok = rc == 0 and passed(res)
             if host_parsed is not None:
                 host_scores = [w["scores"] for w in host_parsed["windows"]]
-                qemu_scores = [w["scores"] for w in _parse_selftest(out)["windows"]]
+                qemu_scores = [w["scores"] for w in qemu_parsed["windows"]]
                 res["same_as_host"] = host_scores == qemu_scores
+                if has_anomaly:
+                    # The k-means code alone is IEEE float32 arithmetic: bit-identical on both. The
+                    # pipeline scores may differ in the last digits (newlib's libm in the DSP).
+                    res["anomaly"]["engine_same_as_host"] = [
+                        a["engine_score"] for a in host_parsed["anomaly"]
+                    ] == [a["engine_score"] for a in qemu_parsed["anomaly"]]
             _step(
                 report,
                 "qemu_run",
