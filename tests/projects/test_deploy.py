@@ -28,18 +28,27 @@ def fresh_media(settings, tmp_path):
 
 
 def model_row(
-    project, users, *, activation: str = "relu", keras: bool = True, anomaly: bool = False
+    project,
+    users,
+    *,
+    activation: str = "relu",
+    keras: bool = True,
+    anomaly: bool = False,
+    anomaly_reads: str = "spectral",
 ) -> TrainedModel:
     """A TrainedModel on the gesture impulse with a hand-built (untrained) network: no training needed.
-    With anomaly, the impulse has a k-means block fitted (engine API) on the training windows."""
+    With anomaly, the impulse has a k-means block fitted (engine API) on the training windows' features
+    of `anomaly_reads` ("spectral", the classifier's block, or "stats", a flatten block of its own)."""
     import keras as k
 
     from workers.ml.pipeline import _output_size, parse_impulse
 
     add_samples(project, per_label=2)
-    row, _ = impulse_save(
-        project=project, actor=Actor(user=users["bob"]), spec=impulse_spec(anomaly=anomaly)
-    )
+    spec = impulse_spec(anomaly=anomaly)
+    if anomaly_reads != "spectral":
+        spec["dsp"].append({"id": anomaly_reads, "block": "flatten", "axes": ["accX", "accY"]})
+        spec["learn"][1]["inputs"] = [anomaly_reads]
+    row, _ = impulse_save(project=project, actor=Actor(user=users["bob"]), spec=spec)
     engine = parse_impulse(row.spec)
     kmeans_block = None
     if anomaly:
@@ -51,12 +60,14 @@ def model_row(
 
         x = np.concatenate(
             [
-                sample_features(canonical.decode(read_bytes(s.payload_path)), engine)[0]["spectral"]
+                sample_features(canonical.decode(read_bytes(s.payload_path)), engine)[0][
+                    anomaly_reads
+                ]
                 for s in Sample.objects.filter(project=project)
             ]
         )
         kmeans_block = kmeans.to_dict(kmeans.fit_kmeans(x, n_clusters=4)) | {
-            "inputs": ["spectral"],
+            "inputs": [anomaly_reads],
             "clusters": 4,
         }
     n = _output_size(engine.dsp[0], engine.input)
@@ -203,3 +214,20 @@ def test_an_impulse_with_kmeans_deploys_to_arduino_with_the_anomaly_block_scored
     run_job.run(r.json()["id"])
     tfl = Deployment.objects.get(target="tflite-int8")
     assert "anomaly block (k-means) is not part of this deployment" in tfl.report["note"]
+
+
+@pytest.mark.slow
+def test_a_kmeans_block_on_another_processing_block_is_left_out_of_the_c_bundle_and_said_so(
+    api, project, users
+):
+    model = model_row(project, users, anomaly=True, anomaly_reads="stats")
+    r = deploy(api, project, {"model": model.id, "target": "cpp"})
+    run_job.run(r.json()["id"])
+    job = Job.objects.get(pk=r.json()["id"])
+    assert job.status == "succeeded", job.error
+    report = Deployment.objects.get(target="cpp").report
+    assert report["ok"] and report["anomaly_block"] is False
+    assert report["note"] == (
+        "the impulse's anomaly block (k-means) is not part of this deployment: it reads stats and "
+        "the C bundle runs only spectral"
+    )
