@@ -32,9 +32,16 @@ class ResilientChannelReceive:
         while True:
             try:
                 return await self._raw_channel_receive()
-            except RedisTimeoutError:
-                continue  # an idle read timed out: nothing was lost, read again
             except TRANSIENT as exc:
+                # A cancel that lands while redis-py's read timeout expires comes out as its TimeoutError
+                # with the task still being cancelled (Task.cancelling() > 0): the consumer is closing,
+                # so end the read instead of starting another (which kept closed consumers alive until
+                # the server killed them).
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError() from exc
+                if isinstance(exc, RedisTimeoutError):
+                    continue  # an idle read timed out: nothing was lost, read again
                 if delay == 0.05:  # once per outage, not once per retry
                     log.warning("channel layer read failed (%s); retrying until it answers", exc)
                 await asyncio.sleep(delay)
