@@ -3,6 +3,7 @@ sampling requests, rename and forget. Called by the device consumer, the API and
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,8 @@ from workers.ml.samples import Sensor, TimeSeries
 
 from .models import Category, Device, Project, StreamChunk
 from .services import Actor, ApiKeyError, ServiceError, activity_log, api_key_authenticate, project_hmac_key
+
+log = logging.getLogger(__name__)
 
 PROTOCOL_VERSIONS = (3, 4)
 MAX_AXES = 64
@@ -231,8 +234,8 @@ async def project_event(project_id: int, event: dict) -> None:
     layer = get_channel_layer()
     try:
         await layer.group_send(f"project-{project_id}", {"type": "project.event", "event": event})
-    except Exception:
-        pass  # browsers miss one event; the device session goes on
+    except Exception as exc:  # browsers miss one event; the device session goes on
+        log.warning("project %s: could not tell the browsers %s (%s)", project_id, event.get("type"), exc)
 
 
 def sampling_event(message: dict) -> tuple[str, dict]:

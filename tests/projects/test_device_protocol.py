@@ -11,7 +11,7 @@ import math
 import cbor2
 import numpy as np
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from channels.testing import WebsocketCommunicator
 
 from projects import device_consumer
@@ -462,7 +462,11 @@ def test_the_browser_is_told_when_the_device_vanishes_mid_sample(api_keys, proje
     from projects.models import Sample
 
     async def scenario():
-        layer = get_channel_layer()
+        # The browser's side gets its own layer instance, as a browser's consumer in another server
+        # process has: channels_redis shares one read of a process's channels among its consumers, and
+        # a consumer cancelled while it holds that read (the device's, as it closes) can drop a message
+        # it popped for a neighbour (an upstream race this test is not about).
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         channel = await layer.new_channel()
         await layer.group_add(f"project-{project.id}", channel)
         dev = Device()
@@ -481,7 +485,10 @@ def test_the_browser_is_told_when_the_device_vanishes_mid_sample(api_keys, proje
         await dev.comm.disconnect(timeout=DISCONNECT_TIMEOUT)  # gone before sampleFinished
         events = []
         while True:
-            message = await asyncio.wait_for(layer.receive(channel), 5)
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), 15)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"no 'failed' event within 15 s; the browser got {events}") from None
             events.append(message["event"])
             if message["event"].get("step") == "failed":
                 break

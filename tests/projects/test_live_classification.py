@@ -343,14 +343,16 @@ def test_the_consumer_reports_gaps_and_axis_mismatches_and_classifies_with_an_an
 def test_a_full_watch_makes_the_device_consumer_send_every_stored_row_to_the_classify_group(api_keys):
     """The device consumer's side of live classification, at unit level: without a full watch no rows go to
     device-classify-<pk>; with one, each stored batch's exact rows do (a plain watch is the live view's)."""
-    from channels.layers import get_channel_layer
+    from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
     from channels.testing import WebsocketCommunicator
 
     from projects.device_consumer import DeviceConsumer
     from projects.services_devices import classify_group, device_group
 
     async def scenario():
-        layer = get_channel_layer()
+        # The listener's own layer instance, as a consumer in another process has (see
+        # test_device_protocol's vanishing device: a shared read cancelled mid-pop can drop a message).
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         device = WebsocketCommunicator(DeviceConsumer.as_asgi(), "/ws/device")
         assert (await device.connect())[0]
         await device.send_json_to({"hello": {"version": 3, "apiKey": api_keys["ingestion"], "deviceId": "b-1",
