@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import login_page
+from tests.helpers.jobs import wait_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -51,16 +52,6 @@ def write_wavs(folder: Path, per_word: int, seed: int) -> list[str]:
                 w.writeframes(pcm.tobytes())
             paths.append(str(path))
     return paths
-
-
-def wait_job(api: requests.Session, base: str, job_id: int, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(f"{base}/api/v1/jobs/{job_id}").json()
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {body}")
 
 
 def test_keyword_spotting_story_wav_upload_mfcc_1d_cnn_train_test_and_int8(

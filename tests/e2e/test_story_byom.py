@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import login_page
+from tests.helpers.jobs import wait_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -48,16 +49,6 @@ def make_digits_model(out: Path) -> tuple[Path, Path, float]:
     onnx_path.write_bytes(proto.SerializeToString())
     np.savez(npz_path, x=x[test], y=y[test])
     return onnx_path, npz_path, keras_accuracy
-
-
-def wait_job(api: requests.Session, base: str, job_id: int, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(f"{base}/api/v1/jobs/{job_id}").json()
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {body}")
 
 
 def test_story_3_bring_an_onnx_model_profile_it_quantize_to_int8_and_compare_accuracy(

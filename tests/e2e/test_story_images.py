@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import login_page
+from tests.helpers.jobs import wait_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -79,16 +80,6 @@ def timed_top1(path: Path, items: list[tuple[np.ndarray, str]], labels: list[str
         if i < len(items):
             hits += labels[int(interp.get_tensor(out["index"])[0].argmax())] == label
     return 1000 * statistics.median(times), hits / len(items)
-
-
-def wait_job(api: requests.Session, base: str, job_id: int, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(f"{base}/api/v1/jobs/{job_id}").json()
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {body}")
 
 
 def test_story_2_images_for_a_phone_transfer_learning_int8_size_latency_and_top1(

@@ -127,6 +127,19 @@ def anomaly_spec(
     )
 
 
+def anomaly_readme_text(spec: ImpulseSpec) -> str:
+    """What a library's README says of the anomaly block (Arduino and C++ alike)."""
+    a = spec.anomaly
+    if a is None:
+        return "No anomaly block: `result.anomaly` is 0 (`STUDIO_HAS_ANOMALY` 0)."
+    return (
+        f"The k-means anomaly block ({a.clusters} clusters over {len(a.feature_index)} features) is "
+        "included: `run_classifier` sets `result.anomaly` to the distance to the nearest cluster\n"
+        f"(the studio's score); above `STUDIO_ANOMALY_THRESHOLD` ({a.threshold:.4g}) the window is "
+        "unlike the training data (`STUDIO_HAS_ANOMALY` 1)."
+    )
+
+
 def library_name(project_name: str) -> str:
     """A C identifier / Arduino library name from a project name ("My gestures!" -> My_gestures)."""
     name = re.sub(r"[^A-Za-z0-9_]+", "_", project_name).strip("_")

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.ml.export.c_bundle import ImpulseSpec, impulse_files, makefile_text, zip_files
+from workers.ml.export.c_bundle import (
+    anomaly_readme_text,
+    impulse_files,
+    makefile_text,
+    zip_files,
+)
 
 MAIN_C = r"""/* Reads raw windows from stdin (numbers separated by spaces, commas or newlines;
  * STUDIO_WINDOW_LEN * STUDIO_AXIS_COUNT values per window, axes interleaved) and prints
@@ -81,18 +86,6 @@ target_link_libraries(@NAME@_classify PRIVATE @NAME@_impulse)
 """
 
 
-def _anomaly_note(spec: ImpulseSpec) -> str:
-    a = spec.anomaly
-    if a is None:
-        return "No anomaly block: `result.anomaly` is 0 (`STUDIO_HAS_ANOMALY` 0)."
-    return (
-        f"The k-means anomaly block ({a.clusters} clusters over {len(a.feature_index)} features) is "
-        "included: `run_classifier` sets `result.anomaly` to the distance to the nearest cluster\n"
-        f"(the studio's score); above `STUDIO_ANOMALY_THRESHOLD` ({a.threshold:.4g}) the window is "
-        "unlike the training data."
-    )
-
-
 def build_cpp_library(
     *,
     model_bytes: bytes,
@@ -138,7 +131,7 @@ Processing block `{spec.dsp_block}` ({spec.feature_count} features from {spec.wi
 samples × {len(spec.axes)} axes ({", ".join(spec.axes)}) at {spec.frequency:g} Hz) and an int8
 classifier run by generated C99 (one static arena of {model.arena_size} bytes, no heap).
 Labels: {", ".join(spec.labels)}. The headers have `extern "C"` guards for C++.
-{_anomaly_note(spec)}
+{anomaly_readme_text(spec)}
 
 ## Build
 
